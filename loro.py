@@ -84,11 +84,15 @@ class Config:
     eval_episodes: int | None = None     # greedy episodes per point (more for stochastic games)
     # the prior (step 1 of LORO)
     prior_episodes: int = 10             # episodes the prior plays; 10 in the paper's main figure
-    prior_noise: float = 0.2             # the stand-in's chance of answering a random action
-    dataset: str | None = None           # a recorded .npz to use instead of rolling out a prior
-    # learning (steps 2 and 3)
-    prior_share: float = 0.5             # share of every minibatch drawn from the prior's data
-    pretrain_updates: int = 2000         # offline updates on the prior's data before going online
+    prior: str | None = None             # a shipped LLM dataset by model name (data/), or "scripted";
+                                         # None: the shipped qwen2.5-7b data if any, else the stand-in
+    prior_noise: float | None = None     # the stand-in's chance of a random answer (None: 0.2)
+    dataset: str | None = None           # a recorded .npz to use instead (overrides `prior`)
+    # learning (steps 2 and 3): the warm start's three ingredients, each can be switched off (§5)
+    init_untried: str = "calibrated"     # untried actions of the data's states: calibrated | pessimistic | keep
+    pretrain_updates: int | None = None  # offline updates; None: as many as the learner would have
+                                         # made had it collected the prior's rows itself
+    prior_share: float | None = None     # share of the prior in every minibatch; None: its share of the buffer
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: a slower learner)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
     # the language model (used when base_url is set; otherwise the stand-in plays)
@@ -105,10 +109,28 @@ class Config:
     workers: int = 1                     # episodes collected at once (one HTTP session each)
 
     def resolved(self) -> Config:
-        """A copy with the environment's defaults filled in."""
+        """A copy with the defaults filled in: the environment's budget and evaluation episodes,
+        and the prior: a shipped dataset's path, or the stand-in with its noise."""
         spec = env_spec(self.env_id)
+        prior, dataset, noise = self.prior, self.dataset, self.prior_noise
+        if dataset is None and self.model is None:
+            shipped = shipped_datasets(self.env_id)
+            if prior is None:
+                prior = STAND_IN if noise is not None or DEFAULT_PRIOR not in shipped else DEFAULT_PRIOR
+            if prior != STAND_IN:
+                if prior not in shipped:
+                    raise LoroError(f"--prior {prior}: no such dataset is shipped for {self.env_id}; "
+                                    f"choose one of {', '.join([*shipped, STAND_IN])}")
+                if noise is not None:
+                    raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} "
+                                    f"to use it, or drop it")
+                dataset = shipped[prior]
+        elif prior is not None:
+            raise LoroError("pass one prior: --prior, --dataset or --model")
+        if prior == STAND_IN or (dataset is None and self.model is None):
+            noise = STAND_IN_NOISE if noise is None else noise
         return dataclasses.replace(
-            self,
+            self, prior=prior, dataset=dataset, prior_noise=noise,
             budget_steps=spec.budget_steps if self.budget_steps is None else self.budget_steps,
             eval_episodes=spec.eval_episodes if self.eval_episodes is None else self.eval_episodes)
 
@@ -128,10 +150,13 @@ class Config:
             raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
                             f"({self.eval_every})")
         for name in ("prior_noise", "prior_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise LoroError(f"--{name.replace('_', '-')} must be between 0 and 1, "
                                 f"got {getattr(self, name)}")
-        if self.pretrain_updates < 0 or self.alpha_scale <= 0:
+        if self.init_untried not in UNTRIED:
+            raise LoroError(f"--init-untried must be one of {', '.join(UNTRIED)}, "
+                            f"got {self.init_untried!r}")
+        if (self.pretrain_updates or 0) < 0 or self.alpha_scale <= 0:
             raise LoroError("--pretrain-updates must be >= 0 and --alpha-scale > 0")
         if self.retries < 0 or self.timeout <= 0 or self.temperature < 0:
             raise LoroError("--retries must be >= 0, --timeout > 0 and --temperature >= 0")
@@ -909,10 +934,37 @@ class Dataset:
         _, first = np.unique(self.episode, return_index=True)
         return np.add.reduceat(self.rewards, np.sort(first)) if len(self) else np.zeros(0)
 
-    def first_episodes(self, n: int, skip: int = 0) -> Dataset:
-        """Episodes skip, skip + 1, ..., skip + n - 1 of the file, in its order."""
-        keep = np.isin(self.episode, np.unique(self.episode)[skip:skip + n])
-        return Dataset(*(getattr(self, k)[keep] for k in DATASET_KEYS), meta=dict(self.meta))
+    def returns_to_go(self, gamma: float) -> np.ndarray:
+        """G_t = r_t + gamma * G_{t+1} within each episode, G = 0 after its last row (S&B eq. 3.9).
+        A truncated episode's future is unknown, so its G counts only the rows recorded."""
+        g, future = np.zeros(len(self)), 0.0
+        last = np.r_[self.episode[1:] != self.episode[:-1], True]
+        for i in range(len(self) - 1, -1, -1):
+            future = self.rewards[i] + gamma * (0.0 if last[i] else future)
+            g[i] = future
+        return g
+
+    def select_episodes(self, positions) -> Dataset:
+        """The episodes at these positions (0: the first one), in this order, renumbered 0, 1, ..."""
+        ids = np.unique(self.episode)
+        rows = [np.flatnonzero(self.episode == ids[p]) for p in positions]
+        keep = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        episode = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+        return Dataset(*(getattr(self, k)[keep] for k in DATASET_KEYS[:-1]), episode,
+                       meta=dict(self.meta))
+
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
+
+
+def shipped_datasets(env_id: str) -> dict:
+    """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
+    They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
+    prefix = env_id + "_"
+    names = sorted(f for f in os.listdir(DATA_DIR) if f.startswith(prefix) and f.endswith(".npz")) \
+        if os.path.isdir(DATA_DIR) else []
+    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names}
 
 
 def save_dataset(dataset: Dataset, path: str):
@@ -1169,7 +1221,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         else:
             log(f"  {out} already holds {len(done)} episodes; nothing to collect")
         os.remove(out + ".episodes.jsonl")
-    return dataset.first_episodes(n_episodes)
+    return dataset.select_episodes(range(n_episodes))
 
 
 def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
@@ -1273,12 +1325,16 @@ class TabularQ:
         self.q.flat += self.alpha * total / np.maximum(count, 1)
         return float(np.abs(delta).mean())
 
-    def distrust_untried(self, s, a, value: float):
-        """Before offline pre-training: in the states the data visits, the actions it never
-        tried start at a pessimistic `value` (see `pretrain`)."""
+    def set_untried(self, s, a, value: np.ndarray):
+        """Before offline pre-training (§5): in every state the data visits, the actions it never
+        tried there start at the mean of `value` over that state's rows (value[i] belongs to row i)."""
+        n_states = self.q.shape[0]
         tried = np.zeros(self.q.shape, bool)
         tried[s, a] = True
-        self.q[tried.any(axis=1)[:, None] & ~tried] = value
+        count = np.bincount(s, minlength=n_states)
+        mean = np.bincount(s, value, minlength=n_states) / np.maximum(count, 1)   # (n_states,)
+        untried = (count > 0)[:, None] & ~tried
+        self.q[untried] = np.broadcast_to(mean[:, None], self.q.shape)[untried]
 
 
 class TileCoder:
@@ -1354,13 +1410,19 @@ class LinearQ:
         np.add.at(self.w.reshape(-1), touched, step)
         return float(np.abs(delta).mean())
 
-    def distrust_untried(self, s, a, value: float):
-        """Before offline pre-training: on the tiles the data visits, the actions it never tried
-        there start at a pessimistic `value` (see `pretrain`)."""
-        tiles = self.coder(s)
+    def set_untried(self, s, a, value: np.ndarray):
+        """Before offline pre-training (§5): on every tile the data visits, the actions it never
+        tried there start so that a state of such tiles alone has Q = the mean of `value` over the
+        rows that visit the tile (value[i] belongs to row i)."""
+        tiles = self.coder(s)                                     # (N, T)
+        T, n_features = tiles.shape[1], self.w.shape[1]
         tried = np.zeros(self.w.shape, bool)
         tried[a[:, None], tiles] = True
-        self.w[tried.any(axis=0) & ~tried] = value / self.coder.n_tilings
+        count = np.bincount(tiles.ravel(), minlength=n_features)
+        total = np.bincount(tiles.ravel(), np.repeat(value, T), minlength=n_features)
+        mean = total / np.maximum(count, 1)                       # (n_features,)
+        untried = (count > 0)[None, :] & ~tried
+        self.w[untried] = np.broadcast_to(mean / T, self.w.shape)[untried]
 
 
 # Continuous actions (Pendulum): a small actor-critic. A deterministic actor a = pi(s) and a
@@ -1524,9 +1586,10 @@ class ActorCritic:
         _, d_input = self.critic.backward(critic_inputs, np.full_like(q1, -lam / B), n=1)
         d_pi = d_input[0, :, self.obs_dim:]      # dL/da: the critic's gradient w.r.t. its action input
         loss = -lam * float(q1.mean())
-        if self.bc_weight > 0:
-            loss += self.bc_weight * float(((pi - a) ** 2).sum() / B)
-            d_pi = d_pi + (2.0 * self.bc_weight / B) * (pi - a)
+        if self.bc_weight > 0:                   # imitation on actions scaled to [-1, 1]
+            gap = (pi - a) / self.scale
+            loss += self.bc_weight * float((gap ** 2).sum() / B)
+            d_pi = d_pi + (2.0 * self.bc_weight / B) * gap / self.scale
         d_z = d_pi * self.scale * (1 - t * t)    # through a = center + scale * tanh(z)
         grad, _ = self.actor.backward(actor_inputs, d_z[None])
         return loss, grad
@@ -1549,9 +1612,30 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 
 
 # --- §5 The warm start ----------------------------------------------------------------------
-# Steps 2 and 3 of LORO. The prior's transitions sit at the front of the replay buffer and stay
-# there; every minibatch draws `prior_share` of its rows from them and the rest from the
-# learner's own experience (as in RLPD, Ball et al. 2023), so online updates never forget them.
+# Steps 2 and 3 of LORO, in three ingredients that can each be switched off (Config):
+#
+#  1. Where untried actions start (`init_untried`). The data says nothing about the actions the
+#     prior never tried. A learner that starts every value at 0 where each step costs -1 finds
+#     those untried actions best after pre-training and drops the prior's knowledge: the
+#     offline trap (Levine, Kumar, Tucker & Fu 2020). Pinning them very low ("pessimistic", the
+#     worst reward at every step of an episode) cures the trap but overshoots: climbing back
+#     takes many updates, and it switches off the optimism MountainCar and Acrobot explore with
+#     (epsilon = 0 there). "calibrated" follows Cal-QL (Nakamoto et al. 2023): pessimism, but
+#     never below what the prior itself earned. In state s an untried action starts at
+#         V_mu(s) = mean over the data's visits of s of  G_t = r_t + gamma r_{t+1} + ...,
+#     the prior's own return from s on (Monte Carlo, S&B §5.1), a hair below it so that a tie
+#     goes to the action the data tried. A weak prior's V_mu is low but not absurd; a good
+#     prior's is close to its tried actions' values. "keep" leaves the learner's own start.
+#  2. Offline updates (`pretrain_updates`). By default as many as the learner would have made
+#     on these rows had it collected them itself (rows / update_every): more over-fits a few
+#     hundred rows (measured: on CartPole-v0 with Qwen2.5-7B data, 2,000 updates cost loro about 9% of its reward).
+#  3. The prior's share of each minibatch (`prior_share`). By default none is reserved: the
+#     prior's rows stay in the buffer and are drawn like any row, so their share shrinks from
+#     100% towards len(prior) / budget as the learner's own rows arrive. A fixed share (0.5,
+#     RLPD's symmetric sampling, Ball et al. 2023) suits good data; weak data would then take
+#     half of every update for the whole run. 0 is a fresh buffer (WSRL, Zhou et al. 2024).
+# The actor-critic has no "untried action"; its counterpart of ingredient 1 is TD3+BC's
+# imitation term while offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
 
 class ReplayBuffer:
     """Prior rows in [0, P), online rows in [P, P + n). Nothing is ever evicted: the buffer
@@ -1577,11 +1661,13 @@ class ReplayBuffer:
         self.next_obs[i], self.terminated[i] = next_obs, terminated
         self.n_online += 1
 
-    def sample(self, batch_size: int, prior_share: float, rng: np.random.Generator) -> tuple:
-        if self.n_online == 0:                   # pre-training: the prior's rows only
-            idx = rng.integers(0, self.n_prior, batch_size)
+    def sample(self, batch_size: int, prior_share: float | None, rng: np.random.Generator) -> tuple:
+        """A minibatch of row indices: uniform over every row when `prior_share` is None (the
+        prior's share then shrinks as online rows arrive), else a fixed share from the prior."""
+        if prior_share is None or self.n_online == 0 or self.n_prior == 0:
+            idx = rng.integers(0, len(self), batch_size)
         else:
-            n_prior = round(prior_share * batch_size) if self.n_prior else 0
+            n_prior = round(prior_share * batch_size)
             idx = np.concatenate([
                 rng.integers(0, self.n_prior, n_prior),
                 self.n_prior + rng.integers(0, self.n_online, batch_size - n_prior)])
@@ -1593,33 +1679,42 @@ class ReplayBuffer:
 
 
 def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.random.Generator,
-             worst_return: float = 0.0) -> np.ndarray:
+             untried: np.ndarray | None = None) -> np.ndarray:
     """Step 2 of LORO: off-policy updates on the prior's data alone. Returns the loss per update.
-
-    Offline learning has one classic trap (Levine, Kumar, Tucker & Fu 2020, "Offline
-    Reinforcement Learning: Tutorial, Review, and Perspectives on Open Problems"): the data
-    says nothing about the actions it never tried, and a learner that keeps optimistic values
-    for them (Q = 0 where every step costs -1) will prefer exactly those after pre-training,
-    throwing the prior's knowledge away. So the Q-learners first set those untried actions to
-    `worst_return`, and the actor-critic imitates the data while offline (TD3+BC). Online,
-    exploration still tries everything.
-    """
+    `untried`: one value per row of the prior, where the Q-learners' untried actions of that
+    row's state start (ingredient 1); it also switches on TD3+BC's imitation. None: neither."""
     buffer = ReplayBuffer(prior, 0, prior.obs[0], prior.actions[0])
-    if hasattr(learner, "distrust_untried"):
-        learner.distrust_untried(prior.obs, prior.actions, worst_return)
-    if hasattr(learner, "bc_weight"):
+    if untried is not None and hasattr(learner, "set_untried"):
+        learner.set_untried(prior.obs, prior.actions, untried)
+    if untried is not None and hasattr(learner, "bc_weight"):
         learner.bc_weight = learner.offline_bc_weight
-    losses = [learner.update(*buffer.sample(batch_size, 1.0, rng)) for _ in range(updates)]
+    losses = [learner.update(*buffer.sample(batch_size, None, rng)) for _ in range(updates)]
     if hasattr(learner, "bc_weight"):
         learner.bc_weight = 0.0                  # online it is plain TD3 again
     return np.array(losses)
 
 
-def worst_return(spec: EnvSpec, prior: Dataset) -> float:
-    """A pessimistic value: the worst reward in the data, every step until the horizon. It is a
-    deliberately loose bound (-20,000 on CliffWalking): any value below the data's own works."""
+UNTRIED = ("calibrated", "pessimistic", "keep")
+
+
+def untried_values(mode: str, spec: EnvSpec, prior: Dataset) -> np.ndarray | None:
+    """Per row of the prior, the value its state's untried actions start at (ingredient 1)."""
+    if mode == "keep":
+        return None
+    if mode == "calibrated":                     # V_mu, a hair below: a tie goes to the data's action
+        g = prior.returns_to_go(spec.gamma)
+        return g - 1e-6 * (1.0 + np.abs(g))
     horizon = spec.max_steps if spec.gamma == 1 else min(spec.max_steps, 1 / (1 - spec.gamma))
-    return min(0.0, float(prior.rewards.min())) * horizon
+    return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
+
+
+def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.random.Generator):
+    """LORO's step 2 with the settings of `cfg`: ingredients 1 and 2."""
+    updates = cfg.pretrain_updates
+    if updates is None:                          # the learner's own replay ratio
+        updates = -(-len(prior) // spec.update_every)
+    return pretrain(learner, prior, updates, spec.batch_size, rng,
+                    untried_values(cfg.init_untried, spec, prior))
 
 
 # --- §6 The same-budget experiment ---------------------------------------------------------
@@ -1677,81 +1772,108 @@ def play_random(spec: EnvSpec, budget: int, seed: int) -> tuple:
     return lengths, returns
 
 
-def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int) -> tuple:
+def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
+               recorded: Dataset | None = None) -> tuple:
     """Episode lengths and returns of the prior over the whole budget (method `llm`): its
-    episodes from the prior phase, then more. A recorded dataset cannot play on: its episodes
-    are reused in turn, which estimates the same mean return."""
-    ids, lengths = np.unique(prior.episode, return_counts=True)
+    episodes from the prior phase, then more. A recorded dataset cannot play on: the file's
+    episodes are replayed in turn from the seed's window on, which estimates the same mean."""
+    _, lengths = np.unique(prior.episode, return_counts=True)
     lengths, returns = list(lengths), list(prior.episode_returns())
-    chat_for_episode = None if cfg.dataset else make_chat_factory(cfg, spec, seed)
+    if recorded is not None:
+        _, more_lengths = np.unique(recorded.episode, return_counts=True)
+        more_returns, first = recorded.episode_returns(), prior.meta.get("window", [0])[0]
+        order = np.roll(np.arange(len(more_lengths)), -first)
+    chat_for_episode = None if recorded is not None else make_chat_factory(cfg, spec, seed)
     e = 0
     while sum(lengths) < cfg.budget_steps:
         if chat_for_episode is None:
-            lengths.append(lengths[e % len(ids)]), returns.append(returns[e % len(ids)])
+            k = order[e % len(order)]
+            lengths.append(more_lengths[k]), returns.append(more_returns[k])
         else:
-            episode = play_episode(spec, chat_for_episode(len(ids) + e), len(ids) + e, seed,
-                                   cfg.prompt_mode, cfg.votes)
+            n = len(np.unique(prior.episode)) + e
+            episode = play_episode(spec, chat_for_episode(n), n, seed, cfg.prompt_mode, cfg.votes)
             lengths.append(len(episode["rows"])), returns.append(sum(r[2] for r in episode["rows"]))
         e += 1
     return lengths, returns
 
 
-def run_one(method: str, cfg: Config, seed: int, prior: Dataset | None) -> dict:
-    """One run of one method: returns its learning curve (one point per `eval_every` steps)."""
+def run_one(method: str, cfg: Config, seed: int, prior: Dataset | None,
+            recorded: Dataset | None = None) -> dict:
+    """One run of one method: its learning curves (one point per `eval_every` steps) under the
+    two protocols: `curve`, the greedy policy on a separate environment (the paper's), and
+    `earned`, the return of the episode the agent was playing (exploration included)."""
     spec, started = env_spec(cfg.env_id), time.time()
     points = checkpoints(cfg)
     if method == "random":
-        curve = behaviour_curve(*play_random(spec, cfg.budget_steps, seed), points)
+        curve = earned = behaviour_curve(*play_random(spec, cfg.budget_steps, seed), points)
     elif method == "llm":
-        curve = behaviour_curve(*play_prior(cfg, spec, prior, seed), points)
+        curve = earned = behaviour_curve(*play_prior(cfg, spec, prior, seed, recorded), points)
     else:
-        curve = learn_online(method, cfg, spec, seed, None if method == "rl" else prior, points)
-    return dict(method=method, seed=seed, curve=curve, seconds=time.time() - started)
+        curve, earned = learn_online(method, cfg, spec, seed, None if method == "rl" else prior,
+                                     points)
+    return dict(method=method, seed=seed, curve=curve, earned=earned,
+                seconds=time.time() - started)
 
 
 def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Dataset | None,
-                 points: np.ndarray) -> np.ndarray:
+                 points: np.ndarray) -> tuple:
     """Steps 2 and 3 for `loro` (pre-train, then learn online), step 3 alone for `mix` and `rl`.
-    Returns the learning curve."""
+    Returns the two learning curves: greedy evaluation, and the returns of the episodes played."""
     rng, eval_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     learner = make_learner(spec, rng, cfg.alpha_scale)
-    curve, start = [], 0
+    curve, lengths, returns, start = [], [], [], 0
     if prior is not None:                        # the prior's phase: its own episode returns
         start = len(prior)
-        _, lengths = np.unique(prior.episode, return_counts=True)
-        in_prior = points[points <= start]
-        curve = list(behaviour_curve(lengths, prior.episode_returns(), in_prior))
+        lengths = list(np.unique(prior.episode, return_counts=True)[1])
+        returns = list(prior.episode_returns())
+        curve = list(behaviour_curve(lengths, returns, points[points <= start]))
         if method == "loro":                     # step 2: pre-train on the prior's data alone
-            pretrain(learner, prior, cfg.pretrain_updates, spec.batch_size, rng,
-                     worst_return(spec, prior))
+            warm_start(learner, prior, cfg, spec, rng)
     env, eval_env = make_env(spec.env_id), make_env(spec.env_id)
     obs, _ = env.reset(seed=int(np.random.SeedSequence([seed, 2]).generate_state(1)[0]))
     eval_env.reset(seed=int(np.random.SeedSequence([seed, 3]).generate_state(1)[0]))
-    example_action = env.action_space.sample()
-    buffer = ReplayBuffer(prior, cfg.budget_steps - start, obs, example_action)
+    buffer = ReplayBuffer(prior, cfg.budget_steps - start, obs, env.action_space.sample())
+    # updates wait for enough of the learner's OWN rows: the online part of a minibatch must not
+    # be copies of a handful of transitions (prior rows do not count here)
     learning_starts = max(spec.batch_size, spec.learning_starts)
+    episode_return, episode_length = 0.0, 0
     for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data kept in the buffer
         if spec.epsilon:
             learner.epsilon = epsilon_at(spec.epsilon, t)
         action = learner.act(obs, rng)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)   # obs: the state BEFORE the action
-        obs = next_obs
+        obs, episode_return, episode_length = next_obs, episode_return + reward, episode_length + 1
         if terminated or truncated:
+            lengths.append(episode_length), returns.append(episode_return)
             obs, _ = env.reset()
-        if len(buffer) >= learning_starts and (t + 1) % spec.update_every == 0:
+            episode_return, episode_length = 0.0, 0
+        if buffer.n_online >= learning_starts and (t + 1) % spec.update_every == 0:
             learner.update(*buffer.sample(spec.batch_size, cfg.prior_share, rng))
         if (t + 1) % cfg.eval_every == 0:
             curve.append(evaluate(learner, eval_env, cfg.eval_episodes, eval_rng))
+    while episode_length:                        # finish the last episode (no learning) to score it
+        obs, reward, terminated, truncated, _ = env.step(learner.act(obs, rng))
+        episode_return, episode_length = episode_return + reward, episode_length + 1
+        if terminated or truncated:
+            lengths.append(episode_length), returns.append(episode_return)
+            episode_length = 0
     assert len(curve) == len(points)             # one point per eval_every steps of the budget
-    return np.array(curve)
+    return np.array(curve), behaviour_curve(lengths, returns, points)
 
 
-def summarize(curve: np.ndarray, points: np.ndarray, threshold: float) -> dict:
-    """The paper's metric (cumulative reward: the sum of the curve) and two more."""
-    reached = np.flatnonzero(curve >= threshold)
+def summarize(curve: np.ndarray, points: np.ndarray, threshold: float, prior_steps: int = 0,
+              learner_from: int | None = 0) -> dict:
+    """The paper's metric, the cumulative reward (the sum of the curve), split at the end of the
+    prior's episodes (`prior_steps`); the final return (the last 10% of the curve); the first
+    step at which a learner's point reaches the threshold, counting only points after
+    `learner_from` (the prior's lucky episode does not count; None: no learner, no step)."""
+    in_prior = points <= prior_steps
+    reached = [] if learner_from is None else np.flatnonzero((curve >= threshold) &
+                                                              (points > learner_from))
     tail = max(1, len(curve) // 10)
-    return dict(cumulative=float(curve.sum()), final=float(curve[-tail:].mean()),
+    return dict(cumulative=float(curve.sum()), prior_phase=float(curve[in_prior].sum()),
+                learner_phase=float(curve[~in_prior].sum()), final=float(curve[-tail:].mean()),
                 steps_to_threshold=int(points[reached[0]]) if len(reached) else None)
 
 
@@ -1764,35 +1886,49 @@ def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
 
 
 def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
+    """What played the prior, in words, saying whether it is a recorded LLM or the stand-in."""
     if cfg.dataset:
-        source = recorded.meta.get("source", "unknown source") if recorded else "unknown source"
-        return f"{os.path.basename(cfg.dataset)}: {source}"
+        source = (recorded.meta if recorded else {}).get("source", "unknown source")
+        kind = "the stand-in, not an LLM" if source.startswith("scripted") else "a recorded LLM"
+        return f"{os.path.basename(cfg.dataset)}: {source} ({kind})"
     if cfg.model:
         return f"LLM {cfg.model} at {cfg.base_url or os.environ.get('OPENAI_BASE_URL') or OPENAI_URL}"
     return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM"
 
 
+def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
+    """Which episodes of a recorded file each seed takes: disjoint consecutive windows when the
+    file holds enough, else windows spread evenly over the file that wrap around its end."""
+    if n_available >= per_seed * n_seeds:
+        starts = [i * per_seed for i in range(n_seeds)]
+    else:
+        starts = [i * n_available // n_seeds for i in range(n_seeds)]
+    return [[(start + k) % n_available for k in range(per_seed)] for start in starts]
+
+
 def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple:
     """Step 1 for every seed: the prior's episodes, and the recorded dataset if there is one.
-    Rolled out (a stand-in or an LLM) with the seed's own episodes, or cut from --dataset: seed
-    i takes episodes [i N, (i + 1) N) when the file holds that many, else the first N."""
+    Rolled out (a stand-in or an LLM) with the seed's own episodes, or cut from the dataset in
+    windows of --prior-episodes (see seed_windows)."""
     recorded = load_dataset(cfg.dataset, spec.env_id) if cfg.dataset else None
-    n, priors, enough = cfg.prior_episodes, {}, False
+    n, priors = cfg.prior_episodes, {}
     if recorded is not None:
         available = len(np.unique(recorded.episode))
         if available < n:
             raise LoroError(f"{cfg.dataset} holds {available} episodes, fewer than "
                             f"--prior-episodes {n}; lower it or collect more")
-        enough = available >= n * len(seeds)
-        if not enough:
-            log(f"note: {cfg.dataset} holds {available} episodes, fewer than {n} per seed: "
-                f"every seed uses the first {n}, so seeds differ only in what the learner does")
+        windows = seed_windows(available, n, len(seeds))
+        if available < n * len(seeds) and len(seeds) > 1:
+            log(f"note: {cfg.dataset} holds {available} episodes, fewer than {n} x {len(seeds)} "
+                f"seeds: the seeds' windows start at episodes "
+                f"{', '.join(str(w[0]) for w in windows)} and wrap around, so they overlap")
     elif cfg.model and "llm" in cfg.methods:
         log(f"note: method llm asks the model at every step of the budget ({cfg.budget_steps} "
             f"steps x {cfg.seeds} seeds); to reuse answers, `collect` a dataset and pass --dataset")
     for i, seed in enumerate(seeds):
         if recorded is not None:
-            prior = recorded.first_episodes(n, skip=i * n if enough else 0)
+            prior = recorded.select_episodes(windows[i])
+            prior.meta["window"] = windows[i]
         else:
             log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)}")
             prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
@@ -1814,14 +1950,18 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
     priors, recorded = {}, None
     if any(m in cfg.methods for m in ("llm", "mix", "loro")):
         priors, recorded = make_priors(cfg, spec, seeds, log)
-    tasks = [(m, cfg, s, priors.get(s)) for s in seeds for m in cfg.methods]
+    tasks = [(m, cfg, s, priors.get(s), recorded if m == "llm" else None)
+             for s in seeds for m in cfg.methods]
     results = {m: [] for m in cfg.methods}
     started = time.time()
     # jobs == 1 runs in this process: plain tracebacks, nothing to pickle
     pool = concurrent.futures.ProcessPoolExecutor(cfg.jobs) if cfg.jobs > 1 else None
     try:
         for i, r in enumerate((pool.map if pool else map)(run_one, *zip(*tasks)), 1):
-            r.update(summarize(r["curve"], points, spec.threshold))
+            prior_steps = len(priors[r["seed"]]) if priors else 0
+            r.update(summarize(r["curve"], points, spec.threshold, prior_steps,
+                               learner_starts(r["method"], prior_steps)))
+            r["earned_cumulative"] = float(r["earned"].sum())
             results[r["method"]].append(r)
             log(f"  [{i}/{len(tasks)}] {r['method']:6s} seed {r['seed']}: cumulative "
                 f"{r['cumulative']:10.1f}, final {r['final']:8.2f} ({r['seconds']:.1f}s; "
@@ -1829,36 +1969,76 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
     finally:
         if pool:
             pool.shutdown()
+    keys = ("cumulative", "prior_phase", "learner_phase", "earned_cumulative", "final",
+            "steps_to_threshold")
     return dict(
         env=cfg.env_id, budget_steps=cfg.budget_steps, eval_every=cfg.eval_every,
         eval_episodes=cfg.eval_episodes, threshold=spec.threshold, checkpoints=points.tolist(),
-        prior=dict(source=prior_source(cfg, recorded), episodes=cfg.prior_episodes,
-                   steps=[len(p) for p in priors.values()],
+        prior=dict(source=prior_source(cfg, recorded), kind=prior_kind(cfg, recorded),
+                   episodes=cfg.prior_episodes, steps=[len(p) for p in priors.values()],
+                   windows=[p.meta.get("window") for p in priors.values()],
                    mean_return=[float(p.episode_returns().mean()) for p in priors.values()]),
         config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "api_key"},
-        methods={m: dict(cumulative=[r["cumulative"] for r in rs], final=[r["final"] for r in rs],
-                         steps_to_threshold=[r["steps_to_threshold"] for r in rs],
+        methods={m: dict(**{k: [r[k] for r in rs] for k in keys},
                          curves=[r["curve"].tolist() for r in rs],
+                         earned_curves=[r["earned"].tolist() for r in rs],
                          seconds=[round(r["seconds"], 2) for r in rs])
                  for m, rs in results.items()})
 
 
+def learner_starts(method: str, prior_steps: int) -> int | None:
+    """The step after which a method's points are a learner's: rl from the start, mix and loro
+    after the prior's episodes; llm and random never learn (None)."""
+    return {"rl": 0, "mix": prior_steps, "loro": prior_steps}.get(method)
+
+
+def prior_kind(cfg: Config, recorded: Dataset | None) -> str:
+    if cfg.model:
+        return "live LLM"
+    if recorded is not None and not str(recorded.meta.get("source", "")).startswith("scripted"):
+        return "recorded LLM"
+    return "stand-in"
+
+
+def verdict(results: dict) -> str:
+    """One plain line: did the warm start pay over the whole budget, and what did it cost?"""
+    m = results["methods"]
+    if "rl" not in m or "loro" not in m:
+        return ""
+    rl, loro = (np.mean(m[k]["cumulative"]) for k in ("rl", "loro"))
+    gain = (loro - rl) / abs(rl) if rl else 0.0
+    return (f"{results['env']}: the warm start {'paid' if loro >= rl else 'did not pay'}: loro "
+            f"{loro:,.0f} against rl {rl:,.0f} ({gain:+.0%}). The prior's "
+            f"{results['prior']['episodes']} episodes ({np.mean(results['prior']['steps']):,.0f} "
+            f"steps) scored {np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
+            f"{np.mean(m['rl']['prior_phase']):,.0f}; after them loro scored "
+            f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
+            f"{np.mean(m['rl']['learner_phase']):,.0f}.")
+
+
 def results_table(results: dict) -> str:
-    """Methods x (cumulative reward mean +- std, final return, steps to the threshold)."""
+    """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
+    the agent earned while learning; final return; steps to the threshold)."""
+    prior_steps = results["prior"]["steps"]
+    split = f"{int(np.mean(prior_steps))}" if prior_steps else "0"
     rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
             f"{results['eval_every']} steps; prior: {results['prior']['source']}",
-            f"{'method':8s} {'cumulative reward':>24s} {'final return':>13s} "
-            f"{'steps to ' + format(results['threshold'], 'g'):>16s}"]
+            f"{'method':7s} {'cumulative reward':>20s} {'prior phase':>12s} {'after it':>10s} "
+            f"{'earned':>10s} {'final':>8s} {'steps to ' + format(results['threshold'], 'g'):>14s}"]
     for m, r in results["methods"].items():
         cumulative = np.array(r["cumulative"])
         reached = [s for s in r["steps_to_threshold"] if s is not None]
-        steps = (f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
+        steps = ("-" if m in ("llm", "random") else
+                 f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
                  else f"never (0/{len(cumulative)})")
-        rows.append(f"{m:8s} {cumulative.mean():14.1f} ± {cumulative.std():7.1f} "
-                    f"{np.mean(r['final']):13.2f} {steps:>16s}")
-    if any(m in results["methods"] for m in ("llm", "mix", "loro", "random")):
-        rows.append("(steps to the threshold: the first point at or above it; a point of a policy "
-                    "that does not learn is one episode's return)")
+        rows.append(f"{m:7s} {cumulative.mean():11.1f} ± {cumulative.std():6.1f} "
+                    f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
+                    f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
+                    f"{steps:>14s}")
+    rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
+                f"split at the end of the prior's episodes (step {split}); earned: the same sum "
+                f"over the episodes the agent played, exploration included; steps to the "
+                f"threshold: the first point of a learner at or above it)")
     return "\n".join(rows)
 
 
@@ -1896,43 +2076,51 @@ def value_iteration(env_id: str, gamma: float | None = None, tol: float = 1e-10,
 
 
 def policy_visits(env_id: str, policy: np.ndarray, horizon: int | None = None) -> tuple:
-    """Exact expected visits to each state within `horizon` steps, and the expected return,
-    of a deterministic policy (one action per state), from the initial state distribution."""
-    s, a, p, s2, r, done, n_states, _, start = transition_table(env_id)
+    """Exact expected visits to each state within `horizon` steps, and the expected return, of
+    a policy from the initial state distribution. `policy`: one action per state, or a table
+    pi[s, a] of probabilities."""
+    s, a, p, s2, r, done, n_states, n_actions, start = transition_table(env_id)
+    pi = np.asarray(policy)
+    if pi.ndim == 1:                             # deterministic: one action per state
+        pi = np.eye(n_actions)[pi]
     horizon = horizon or env_spec(env_id).max_steps
-    chosen = a == policy[s]                      # the transitions the policy can take
-    s, p, s2, r, done = s[chosen], p[chosen], s2[chosen], r[chosen], done[chosen]
     now, visits, expected_return = start.astype(float), np.zeros(n_states), 0.0
     for _ in range(horizon):
         visits += now
-        flow = now[s] * p                        # probability mass along each transition
+        flow = now[s] * pi[s, a] * p             # probability mass along each transition
         expected_return += float(flow @ r)
         now = np.bincount(s2[~done], flow[~done], minlength=n_states)
     return visits, expected_return
 
 
+def optimal_policy(env_id: str) -> np.ndarray:
+    """pi*[s, a]: uniform over the optimal actions of each state. Weighting by it (rather than
+    one argmax) keeps coverage independent of how ties between equally good actions break."""
+    q = value_iteration(env_id)
+    optimal = np.isclose(q, q.max(axis=1, keepdims=True), atol=1e-6)
+    return optimal / optimal.sum(axis=1, keepdims=True)
+
+
 def coverage(dataset: Dataset, env_id: str) -> dict:
     """How much of what an optimal policy does is in the dataset.
 
-    `state_action`: the optimal policy's expected visits to (s, a*) pairs that appear in the
-    dataset, as a share of all its visits (a pair counts if the dataset holds s with any
-    optimal action: ties are equally good). `states`: the same for states alone.
+    `state_action`: the share of the optimal policy's expected visits to (s, a) pairs that the
+    dataset holds, the policy uniform over tied optimal actions; `states`: the same for states.
     """
     if env_spec(env_id).learner != "tabular":
         raise LoroError(f"coverage needs a grid game with a transition table, not {env_id}")
-    q = value_iteration(env_id)
-    optimal = np.isclose(q, q.max(axis=1, keepdims=True), atol=1e-6)
-    visits, _ = policy_visits(env_id, q.argmax(axis=1))
-    seen_pairs = np.zeros_like(optimal)
+    pi = optimal_policy(env_id)
+    visits, _ = policy_visits(env_id, pi)
+    pair_visits = visits[:, None] * pi           # (n_states, n_actions)
+    seen_pairs = np.zeros(pi.shape, bool)
     seen_pairs[dataset.obs, dataset.actions] = True
-    seen_states = np.zeros(len(visits), bool)
-    seen_states[dataset.obs] = True
-    good = (seen_pairs & optimal).any(axis=1)
+    seen_states = seen_pairs.any(axis=1)
     total = visits.sum()
-    return dict(state_action=float(visits[good].sum() / total),
+    visited = visits > 1e-9
+    return dict(state_action=float(pair_visits[seen_pairs].sum() / total),
                 states=float(visits[seen_states].sum() / total),
-                optimal_states=int((visits > 1e-9).sum()),
-                covered_states=int(((visits > 1e-9) & good).sum()))
+                optimal_states=int(visited.sum()),
+                covered_states=int((visited & (seen_pairs & (pi > 0)).any(axis=1)).sum()))
 
 
 def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), datasets=(),
@@ -1940,12 +2128,12 @@ def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), dataset
     """LORO's gain over pure RL as the prior gets worse: the stand-in's noise from 0 (its rules
     of thumb) to 1 (uniformly random), and optionally recorded datasets (e.g. of several LLMs).
     Gain = (cumulative_loro - cumulative_rl) / |cumulative_rl|, per seed, at the same budget."""
-    base = dataclasses.replace(cfg, methods=("rl",), dataset=None)
+    base = dataclasses.replace(cfg, methods=("rl",), dataset=None, prior=None)
     rl = np.array(run_experiment(base, log=lambda *_: None)["methods"]["rl"]["cumulative"])
     tabular = env_spec(cfg.env_id).learner == "tabular"
     rows = []
-    settings = [dict(prior_noise=n, dataset=None) for n in noises] + \
-        [dict(dataset=path) for path in datasets]
+    settings = [dict(prior_noise=n, dataset=None, prior=None) for n in noises] + \
+        [dict(dataset=path, prior=None, prior_noise=None) for path in datasets]
     for setting in settings:
         run = dataclasses.replace(cfg, methods=("loro",), **setting)
         results = run_experiment(run, log=lambda *_: None)
@@ -2141,9 +2329,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_options(p: argparse.ArgumentParser):
     p.add_argument("--env", default=Config.env_id, help="environment id (default %(default)s)")
-    p.add_argument("--dataset", help="a recorded .npz to use as the prior instead of rolling out")
-    p.add_argument("--prior-noise", type=float, default=Config.prior_noise,
-                   help="the stand-in's chance of a random answer (default %(default)s)")
+    p.add_argument("--prior", help="a shipped LLM dataset by model name (e.g. qwen2.5-32b) or "
+                                   "'scripted' for the stand-in (default: qwen2.5-7b where shipped)")
+    p.add_argument("--dataset", help="a recorded .npz to use as the prior instead")
+    p.add_argument("--prior-noise", type=float,
+                   help=f"the stand-in's chance of a random answer (default {STAND_IN_NOISE})")
     p.add_argument("--prior-episodes", type=int, default=Config.prior_episodes,
                    help="episodes the prior plays, counted in the budget (default %(default)s)")
     p.add_argument("--seeds", type=int, default=Config.seeds,
@@ -2157,10 +2347,12 @@ def _add_run_options(p: argparse.ArgumentParser):
                    help="greedy episodes per point (default: 1, more for stochastic games)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated subset of %(default)s")
-    p.add_argument("--prior-share", type=float, default=Config.prior_share,
-                   help="share of each minibatch drawn from the prior's data (default %(default)s)")
-    p.add_argument("--pretrain-updates", type=int, default=Config.pretrain_updates,
-                   help="offline updates before going online, loro only (default %(default)s)")
+    p.add_argument("--init-untried", choices=UNTRIED, default=Config.init_untried,
+                   help="where untried actions start before pre-training (default %(default)s)")
+    p.add_argument("--pretrain-updates", type=int,
+                   help="offline updates, loro only (default: the prior's rows / update_every)")
+    p.add_argument("--prior-share", type=float,
+                   help="fixed share of each minibatch from the prior (default: none reserved)")
     p.add_argument("--alpha-scale", type=float, default=Config.alpha_scale,
                    help="multiply the learner's step size (default %(default)s)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -2319,22 +2511,131 @@ def bench_learners(env_ids=None, steps: int = 20_000, log: Callable = print) -> 
 
 
 PAPER_ENVS = ("CliffWalking-v1", "CartPole-v0", "Pendulum-v1", "FrozenLake-v1", "MountainCar-v0")
+# The paper's main-figure legend values (cumulative reward over the budget, Qwen2.5-7B data
+# unless named), recomputed from the authors' released result caches. Its pure RL is d3rlpy's
+# DoubleDQN (SAC on Pendulum); its five LORO runs reuse one pre-trained model.
+PAPER_FIGURE = {
+    "CliffWalking-v1": dict(rl=-41858, loro=-10436, mix=-34769, llm=-147639, llm_32b=-345380,
+                            random=-412659),
+    "CartPole-v0": dict(rl=24411, loro=27078, mix=23144, llm=5140, llm_32b=6840, random=3079),
+    "Pendulum-v1": dict(rl=-109700, loro=-56835, mix=-109282, llm=-61966, llm_32b=-60317,
+                        random=-239783),
+    "FrozenLake-v1": dict(rl=75, loro=94, mix=62, llm=0, llm_32b=0, random=0),
+    "MountainCar-v0": dict(rl=-57616, loro=-45453, mix=-59752, llm=-60000, llm_32b=-30000,
+                           random=-60000),
+}
+QUIET = lambda *_: None                                        # noqa: E731  a log that says nothing
 
 
-def bench_comparison(jobs: int = 2, log: Callable = print) -> dict:
-    """Wall-clock time of the paper's full comparison: five environments x rl, llm, mix, loro x
-    five seeds at the paper's budgets, with the stand-in prior."""
-    timings, started = {}, time.time()
-    for env_id in PAPER_ENVS:
+def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
+                   methods=("llm", "mix", "loro")) -> dict:
+    """rl and random once, then `methods` for each prior ({label: Config overrides}). Returns
+    {label: results}; rl and random are split at each prior's phase, so all share one table."""
+    base = run_experiment(Config(env_id=env_id, methods=("rl", "random"), seeds=seeds, jobs=jobs,
+                                 prior=STAND_IN), log=QUIET)
+    out = {}
+    for label, overrides in priors.items():
+        r = run_experiment(Config(env_id=env_id, methods=methods, seeds=seeds, jobs=jobs,
+                                  **overrides), log=QUIET)
+        points = np.array(r["checkpoints"])
+        for m, b in base["methods"].items():
+            split = [summarize(np.array(c), points, r["threshold"], n, learner_starts(m, n))
+                     for c, n in zip(b["curves"], r["prior"]["steps"])]
+            r["methods"][m] = dict(b, **{k: [x[k] for x in split] for k in split[0]})
+        r["methods"] = {m: r["methods"][m] for m in (*METHODS, *methods) if m in r["methods"]}
+        out[label] = r
+    return out
+
+
+def _mean_std(values) -> str:
+    return f"{np.mean(values):,.0f} ± {np.std(values):,.0f}"
+
+
+def bench_paper(jobs: int = 2, seeds: int = 5, envs=PAPER_ENVS, log: Callable = print) -> dict:
+    """The paper's experiment on the paper's own data: every shipped dataset of the five
+    environments x rl, llm, mix, loro, random x `seeds`, at the paper's budgets. Prints a
+    markdown table beside the paper's numbers; returns {env: {model: results}}."""
+    report, started = {}, time.time()
+    for env_id in envs:
         t = time.time()
-        results = run_experiment(Config(env_id=env_id, methods=("rl", "llm", "mix", "loro"),
-                                        seeds=5, jobs=jobs), log=lambda *_: None)
-        timings[env_id] = time.time() - t
-        log(f"  {env_id:16s} {timings[env_id]:6.1f} s")
-        log("    " + results_table(results).replace("\n", "\n    "))
-    timings["total"] = time.time() - started
-    log(f"  full comparison: {timings['total']:.0f} s with {jobs} processes")
-    return timings
+        report[env_id] = compare_priors(env_id, {name: dict(prior=name) for name in
+                                                 shipped_datasets(env_id)}, seeds, jobs)
+        log(f"  {env_id}: {time.time() - t:.0f} s")
+    log(paper_table(report))
+    log(f"  {time.time() - started:.0f} s with {jobs} processes")
+    return report
+
+
+def paper_table(report: dict) -> str:
+    """Markdown: cumulative reward (mean ± std over seeds) per environment and prior; mix and
+    loro split into the prior's phase + the learner's phase; the paper's values beside."""
+    rows = ["| env | prior | rl | llm | mix = prior's phase + after | loro = prior's phase + "
+            "after | rl after the prior's phase | random | paper: RL | paper: LORO |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for env_id, by_prior in report.items():
+        paper = PAPER_FIGURE.get(env_id, {})
+        for name, r in by_prior.items():
+            m = r["methods"]
+            split = {k: f"{_mean_std(m[k]['cumulative'])} = {np.mean(m[k]['prior_phase']):,.0f} "
+                        f"+ {np.mean(m[k]['learner_phase']):,.0f}" for k in ("mix", "loro")}
+            rows.append(f"| {env_id} | {name} | {_mean_std(m['rl']['cumulative'])} | "
+                        f"{np.mean(m['llm']['cumulative']):,.0f} | {split['mix']} | "
+                        f"{split['loro']} | {_mean_std(m['rl']['learner_phase'])} | "
+                        f"{np.mean(m['random']['cumulative']):,.0f} | {paper.get('rl', '')} | "
+                        f"{paper.get('loro', '') if name == DEFAULT_PRIOR else ''} |")
+    return "\n".join(rows)
+
+
+ABLATION = {                                     # label: the Config settings of one loro variant
+    "loro": {},
+    "no offline updates": dict(pretrain_updates=0),
+    "untried: keep": dict(init_untried="keep"),
+    "untried: pessimistic": dict(init_untried="pessimistic"),
+    "prior share fixed at 0.5": dict(prior_share=0.5),
+    "loro before (pessimistic, 2000 updates, 0.5)": dict(init_untried="pessimistic",
+                                                         pretrain_updates=2000, prior_share=0.5),
+}
+ABLATION_PRIORS = [(env_id, DEFAULT_PRIOR) for env_id in PAPER_ENVS] + \
+    [(env_id, noise) for env_id in ("CliffWalking-v1", "MountainCar-v0") for noise in (0.0, 0.2)]
+
+
+def bench_ablation(jobs: int = 2, seeds: int = 5, log: Callable = print) -> dict:
+    """What each ingredient of the warm start does: rl, mix and every loro variant of ABLATION,
+    on the Qwen2.5-7B data and on the stand-in at noise 0 and 0.2. Scored after the prior's
+    phase (the same points for every method) and over the whole budget."""
+    report, started = {}, time.time()
+    for env_id, prior in ABLATION_PRIORS:
+        source = dict(prior=prior) if isinstance(prior, str) else dict(prior_noise=prior)
+        label = prior if isinstance(prior, str) else f"scripted({prior:g})"
+        variants = {name: dict(source, **v) for name, v in ABLATION.items()}
+        runs = compare_priors(env_id, variants, seeds, jobs, methods=("loro",))
+        mix = compare_priors(env_id, {"mix": source}, seeds, jobs, methods=("mix",))["mix"]
+        rows = {"rl": mix["methods"]["rl"], "mix": mix["methods"]["mix"]}
+        rows.update({name: r["methods"]["loro"] for name, r in runs.items()})
+        report[f"{env_id} {label}"] = rows
+        log(f"  {env_id} {label}: {time.time() - started:.0f} s")
+    log(ablation_table(report))
+    return report
+
+
+def ablation_table(report: dict) -> str:
+    names = list(next(iter(report.values())))
+    rows = ["| env, prior | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key, by_name in report.items():
+        rows.append(f"| {key} | " + " | ".join(_mean_std(by_name[n]["learner_phase"])
+                                              for n in names) + " |")
+    return "\n".join(rows)
+
+
+def bench_standin(jobs: int = 2, log: Callable = print) -> dict:
+    """The same comparison with the scripted stand-in (noise 0.2) as the prior."""
+    report, started = {}, time.time()
+    for env_id in PAPER_ENVS:
+        report[env_id] = compare_priors(env_id, {"scripted(0.2)": dict(prior_noise=0.2)},
+                                        5, jobs)
+        log(f"  {env_id}: {time.time() - started:.0f} s")
+    log(paper_table(report))
+    return report
 
 
 def bench_workers(latency: float = 0.05, episodes: int = 32, workers=(1, 8),
@@ -2360,7 +2661,7 @@ def bench_workers(latency: float = 0.05, episodes: int = 32, workers=(1, 8),
 
 
 def cmd_coverage(args, log=print):
-    cfg = dataclasses.replace(config_from_args(args), budget_steps=sys.maxsize)  # no budget here
+    cfg = dataclasses.replace(config_from_args(args).resolved(), budget_steps=sys.maxsize)
     spec = env_spec(cfg.env_id)
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
     if spec.learner != "tabular":
@@ -2426,14 +2727,40 @@ def cmd_bench(args, log=print):
     if args.only in (None, "workers"):
         log("parallel collection against a local chat server:")
         report["workers"] = bench_workers(log=log)
-    if args.only in (None, "comparison"):
-        log("the full comparison (5 environments x rl, llm, mix, loro x 5 seeds):")
-        report["comparison"] = bench_comparison(jobs=args.jobs, log=log)
+    if args.only == "paper":
+        log("the paper's experiment on its own LLM data (5 environments x every shipped dataset "
+            "x rl, llm, mix, loro, random x 5 seeds):")
+        report["paper"] = bench_paper(jobs=args.jobs, log=log)
+    if args.only == "standin":
+        log("the same comparison with the stand-in at noise 0.2:")
+        report["standin"] = bench_standin(jobs=args.jobs, log=log)
+    if args.only == "ablation":
+        log("the warm start's ingredients, cumulative reward after the prior's phase:")
+        report["ablation"] = bench_ablation(jobs=args.jobs, log=log)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, default=str)
         log(f"wrote {args.json}")
     return report
+
+
+# The main job, `python loro.py`: the paper's headline experiment on the paper's own data
+# (CliffWalking, Qwen2.5-7B, the paper's budget), and the continuous-control case (Pendulum) at a
+# smaller budget, so that the whole job takes about a minute on 2 cores.
+MAIN_JOB = (("CliffWalking-v1", {}), ("Pendulum-v1", dict(budget_steps=10_000)))
+
+
+def main_job(log: Callable = print) -> list:
+    everything = []
+    for env_id, overrides in MAIN_JOB:
+        cfg = Config(env_id=env_id, jobs=min(2, os.cpu_count() or 1), **overrides)
+        log(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
+        results = run_experiment(cfg, log=QUIET)
+        path = f"loro_{env_id}.png"
+        plot_results(results).savefig(path, dpi=120, bbox_inches="tight")
+        log(results_table(results) + "\n" + verdict(results) + f"\nwrote {path}\n")
+        everything.append(results)
+    return everything
 
 
 def main(argv=None):
@@ -2446,7 +2773,7 @@ def main(argv=None):
     p.add_argument("--env", required=True)
     p.add_argument("--episodes", type=int, default=Config.prior_episodes)
     p.add_argument("--out", required=True, help="dataset file (.npz); re-run to resume")
-    p.add_argument("--prior-noise", type=float, default=Config.prior_noise,
+    p.add_argument("--prior-noise", type=float, default=STAND_IN_NOISE,
                    help="the stand-in's chance of a random answer, without --model")
     p.add_argument("--seed", type=int, default=Config.seed)
     _add_llm_options(p)
@@ -2456,8 +2783,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p = commands.add_parser("coverage", help="how much of the optimal policy a prior's data covers")
     p.add_argument("--env", default=Config.env_id)
+    p.add_argument("--prior", help="a shipped dataset's model name, or 'scripted'")
     p.add_argument("--dataset")
-    p.add_argument("--prior-noise", type=float, default=Config.prior_noise)
+    p.add_argument("--prior-noise", type=float)
     p.add_argument("--prior-episodes", type=int, default=Config.prior_episodes)
     p.add_argument("--seed", type=int, default=Config.seed)
     p.add_argument("--plot", help="write the heat-map here (.png)")
@@ -2467,17 +2795,19 @@ def main(argv=None):
     p.add_argument("--datasets", help="recorded datasets to add, comma-separated")
     p.add_argument("--alpha-scales", help="also compare learner step sizes, e.g. 1,0.1")
     p = commands.add_parser("bench", help="learning speed, parallel collection, full comparison")
-    p.add_argument("--only", choices=("learners", "workers", "comparison"))
+    p.add_argument("--only", choices=("learners", "workers", "paper", "standin", "ablation"),
+                   help="one benchmark; without it: learners and workers (the others take "
+                        "minutes each)")
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--json")
     args = parser.parse_args(argv)
     try:
-        if args.command is None:                 # the main job: the offline demo
-            args = parser.parse_args(["run", "--plot", f"loro_{Config.env_id}.png"])
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only
             import matplotlib
             matplotlib.use("Agg")
+        if args.command is None:
+            return main_job()
         return {"run": cmd_run, "collect": cmd_collect, "prompt": cmd_prompt,
                 "coverage": cmd_coverage, "sweep": cmd_sweep, "bench": cmd_bench}[args.command](args)
     except (LoroError, OSError) as error:        # OSError: a full disk, a file that vanished

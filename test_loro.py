@@ -186,6 +186,64 @@ def test_dataset_of_another_env_and_garbage_files_are_rejected(tmp_path):
         loro.load_dataset(str(tmp_path / "missing.npz"), "CliffWalking-v1")
 
 
+# The LORO paper's own LLM datasets, shipped in data/ (data/README.md)
+
+SHIPPED = sorted(f for f in os.listdir(loro.DATA_DIR) if f.endswith(".npz"))
+
+
+def test_the_twelve_paper_datasets_are_shipped_under_guessable_names():
+    assert len(SHIPPED) == 12
+    assert "CliffWalking-v1_qwen2.5-7b.npz" in SHIPPED
+    assert "FrozenLake-v1_deepseek-r1-distill-qwen-14b.npz" in SHIPPED
+    assert set(loro.shipped_datasets("FrozenLake-v1")) == {
+        "qwen2.5-7b", "qwen2.5-32b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b"}
+    assert loro.shipped_datasets("Taxi-v4") == {}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_transition_is_one_the_environment_allows(name):
+    """Grid games: the transition and its reward are in env.unwrapped.P. The others: stepping
+    the unwrapped environment from obs with the action reproduces next_obs and the reward."""
+    data = loro.load_dataset(os.path.join(loro.DATA_DIR, name))
+    env_id = data.meta["env_id"]
+    assert name.startswith(env_id + "_") and data.meta["kind"] == "recorded LLM"
+    assert data.meta["origin"]["commit"] == "2fb45b45b8" and len(np.unique(data.episode)) == 30
+    env = loro.make_env(env_id).unwrapped
+    env.reset(seed=0)
+    for s, a, r, s2, terminated in zip(data.obs, data.actions, data.rewards, data.next_obs,
+                                       data.terminated):
+        if env_id in ("CliffWalking-v1", "FrozenLake-v1"):
+            assert any(p > 0 and n == s2 and rr == r and bool(done) == terminated
+                       for p, n, rr, done in env.P[int(s)][int(a)]), (s, a, r, s2)
+            continue
+        if env_id == "Pendulum-v1":
+            env.state = np.array([math.atan2(s[1], s[0]), s[2]], dtype=np.float64)
+            out, reward, done, _, _ = env.step(a)
+        else:
+            env.state = np.array(s, dtype=np.float64)
+            env.steps_beyond_terminated = None
+            out, reward, done, _, _ = env.step(int(a))
+        np.testing.assert_allclose(out, s2, atol=1e-5)
+        assert reward == pytest.approx(r, abs=1e-5) and bool(done) == terminated
+    if env_id in ("CartPole-v0", "MountainCar-v0", "Pendulum-v1"):
+        assert data.meta["conversion"]["rows_dropped"] == 30     # the unknown reset states
+
+
+def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in():
+    cfg = loro.Config().resolved()
+    assert cfg.prior == "qwen2.5-7b" and cfg.dataset.endswith("CliffWalking-v1_qwen2.5-7b.npz")
+    cfg = loro.Config(env_id="Taxi-v4").resolved()
+    assert cfg.prior == "scripted" and cfg.dataset is None and cfg.prior_noise == 0.2
+    cfg = loro.Config(prior_noise=0.5).resolved()     # a noise means the stand-in
+    assert cfg.prior == "scripted" and cfg.dataset is None
+    cfg = loro.Config(env_id="FrozenLake-v1", prior="deepseek-r1-distill-qwen-7b").resolved()
+    assert cfg.dataset.endswith("FrozenLake-v1_deepseek-r1-distill-qwen-7b.npz")
+    with pytest.raises(loro.LoroError, match="no such dataset is shipped for Taxi-v4"):
+        loro.Config(env_id="Taxi-v4", prior="qwen2.5-7b").resolved()
+    with pytest.raises(loro.LoroError, match="--prior-noise is the stand-in's"):
+        loro.Config(prior="qwen2.5-32b", prior_noise=0.3).resolved()
+
+
 def test_collect_resumes_and_never_rewrites_finished_episodes(tmp_path):
     spec = loro.env_spec("FrozenLake-v1")
     out = str(tmp_path / "fl.npz")
@@ -313,21 +371,51 @@ def test_linear_q_bootstraps_through_truncation_only():
     assert learner.q_values(s[0])[0] == pytest.approx(1.0)
 
 
-def test_pretraining_follows_the_data_instead_of_untried_actions():
+@pytest.mark.parametrize("mode", ["calibrated", "pessimistic"])
+def test_pretraining_follows_the_data_instead_of_untried_actions(mode):
     """Offline trap: with Q = 0 where every step costs -1, untried actions look best. After
     pre-training on a noiseless prior, the greedy policy must follow the prior's actions."""
     prior = small_dataset("CliffWalking-v1", episodes=3, noise=0.0)
     spec = loro.env_spec("CliffWalking-v1")
     rng = np.random.default_rng(0)
     learner = loro.make_learner(spec, rng)
-    loro.pretrain(learner, prior, 300, 64, rng, loro.worst_return(spec, prior))
+    loro.pretrain(learner, prior, 300, 64, rng, loro.untried_values(mode, spec, prior))
     for s, a in zip(prior.obs, prior.actions):
         assert learner.act(s, rng, greedy=True) == a
     env = loro.make_env(spec.env_id)
     assert loro.evaluate(learner, env, 1, rng) == -13
     naive = loro.make_learner(spec, rng)             # without the guard the trap springs
-    loro.pretrain(naive, prior, 300, 64, rng, worst_return=0.0)
+    loro.pretrain(naive, prior, 300, 64, rng, loro.untried_values("keep", spec, prior))
     assert loro.evaluate(naive, env, 1, rng) < -13
+
+
+def test_calibrated_untried_actions_start_at_the_priors_own_return_from_the_state():
+    """Cal-QL's floor, by hand: state 0 is visited twice, with returns -3 and -1 after it."""
+    learner = loro.TabularQ(3, 2, alpha=0.5, gamma=1.0)
+    s, a = np.array([0, 1, 0]), np.array([0, 1, 0])
+    values = np.array([-3.0, -2.0, -1.0])
+    learner.set_untried(s, a, values)
+    np.testing.assert_allclose(learner.q, [[0.0, -2.0], [-2.0, 0.0], [0.0, 0.0]])
+    prior = small_dataset(episodes=2, noise=0.5)
+    g = prior.returns_to_go(1.0)
+    for e in np.unique(prior.episode):               # G_t by hand: the rewards still to come
+        rows = np.flatnonzero(prior.episode == e)
+        np.testing.assert_allclose(g[rows], np.cumsum(prior.rewards[rows][::-1])[::-1])
+    spec = loro.env_spec("CliffWalking-v1")
+    calibrated = loro.untried_values("calibrated", spec, prior)
+    assert np.all(calibrated < g) and np.allclose(calibrated, g, rtol=1e-5)   # a hair below
+    assert loro.untried_values("keep", spec, prior) is None
+    assert np.all(loro.untried_values("pessimistic", spec, prior) == prior.rewards.min() * 200)
+
+
+def test_linear_calibrated_untried_weights_give_the_tiles_mean_value():
+    coder = loro.TileCoder([0], [1], n_tilings=2, n_bins=2)
+    learner = loro.LinearQ(coder, 2, alpha=0.1, gamma=0.9)
+    s, a = np.array([[0.1], [0.1]]), np.array([0, 0])
+    learner.set_untried(s, a, np.array([-4.0, -2.0]))
+    assert learner.q_values(s[0])[1] == pytest.approx(-3.0)     # untried: the mean of -4 and -2
+    assert learner.q_values(s[0])[0] == 0.0                     # tried: left to pre-training
+    assert learner.q_values(np.array([0.9]))[1] == 0.0          # tiles the data never saw
 
 
 def test_tabular_linear_and_actor_critic_learners_learn():
@@ -337,8 +425,10 @@ def test_tabular_linear_and_actor_critic_learners_learn():
     for env_id, budget, good in cases:
         cfg = loro.Config(env_id=env_id, budget_steps=budget, eval_every=budget // 10,
                           eval_episodes=3).resolved()
-        curve = loro.learn_online("rl", cfg, loro.env_spec(env_id), 0, None, loro.checkpoints(cfg))
+        curve, earned = loro.learn_online("rl", cfg, loro.env_spec(env_id), 0, None,
+                                          loro.checkpoints(cfg))
         assert curve[-3:].max() >= good, (env_id, curve)
+        assert len(earned) == len(curve) and earned[-3:].max() >= good - 100, (env_id, earned)
 
 
 def test_actor_critic_pretraining_imitates_a_good_prior():
@@ -351,7 +441,9 @@ def test_actor_critic_pretraining_imitates_a_good_prior():
     env = loro.make_env(spec.env_id)
     env.reset(seed=0)
     before = loro.evaluate(learner, env, 3, rng)
-    loro.pretrain(learner, prior, 2000, spec.batch_size, rng)
+    loro.pretrain(learner, prior, 4000, spec.batch_size, rng,
+                  loro.untried_values("calibrated", spec, prior))   # TD3+BC while offline
+    assert learner.bc_weight == 0.0                   # online it is plain TD3 again
     after = loro.evaluate(learner, env, 3, rng)
     assert before < -900 and after > -800 and after > before + 300
 
@@ -398,6 +490,37 @@ def test_minibatches_draw_the_prior_share_from_the_prior():
     assert (buffer.sample(40, 0.0, rng)[0] >= 1000).all()
 
 
+def test_without_a_fixed_share_the_priors_share_is_its_share_of_the_buffer():
+    prior = small_dataset()                          # P rows, obs < 1000
+    buffer = loro.ReplayBuffer(prior, 10_000, prior.obs[0], prior.actions[0])
+    rng = np.random.default_rng(0)
+    for n in (len(prior), 9 * len(prior)):
+        while buffer.n_online < n:
+            buffer.add(1000, 0, 0.0, 0, False)
+        share = (buffer.sample(20_000, None, rng)[0] < 1000).mean()
+        assert share == pytest.approx(len(prior) / (len(prior) + n), abs=0.01)
+
+
+def test_online_updates_wait_for_the_learners_own_rows(monkeypatch):
+    """learning_starts counts the learner's own transitions, not the prior's: the online half
+    of an early minibatch must not be copies of a handful of rows."""
+    spec = loro.env_spec("CartPole-v1")
+    prior = small_dataset("CartPole-v1", episodes=3, noise=0.0)
+    assert len(prior) > spec.learning_starts         # the prior alone would have "started" it
+    cfg = loro.Config(env_id="CartPole-v1", budget_steps=len(prior) + 600, eval_every=100,
+                      eval_episodes=1).resolved()
+    online = []
+    original = loro.ReplayBuffer.sample
+
+    def sample(self, batch_size, share, rng):
+        online.append(self.n_online)
+        return original(self, batch_size, share, rng)
+    monkeypatch.setattr(loro.ReplayBuffer, "sample", sample)
+    monkeypatch.setattr(loro, "evaluate", lambda *args: 0.0)
+    loro.learn_online("mix", cfg, spec, 0, prior, loro.checkpoints(cfg))
+    assert online and min(online) >= spec.learning_starts
+
+
 def test_behaviour_curve_takes_the_episode_running_at_each_point():
     curve = loro.behaviour_curve([3, 2, 5], [10.0, 20.0, 30.0], np.array([1, 3, 4, 5, 6, 10]))
     np.testing.assert_array_equal(curve, [10, 10, 20, 20, 30, 30])
@@ -424,9 +547,12 @@ def test_prior_steps_count_against_the_budget(monkeypatch):
     monkeypatch.setattr(loro, "evaluate", lambda *args: 0.0)   # count training steps only
     cfg = loro.Config(env_id="CliffWalking-v1", budget_steps=1000, eval_every=100,
                       pretrain_updates=10).resolved()
-    curve = loro.learn_online("loro", cfg, loro.env_spec(cfg.env_id), 0, prior,
-                              loro.checkpoints(cfg))
-    assert steps["n"] == 1000 - len(prior)
+    curve, earned = loro.learn_online("loro", cfg, loro.env_spec(cfg.env_id), 0, prior,
+                                      loro.checkpoints(cfg))
+    # the learner's steps, plus the steps that finish its last episode after the budget (they
+    # score the "earned" curve only; nothing is learned from them)
+    assert 1000 - len(prior) <= steps["n"] <= 1000 - len(prior) + 200
+    assert len(earned) == 10
     assert len(curve) == 10                        # one point per 100 steps of the 1000
     k = len(prior) // 100                          # points inside the prior's phase: its returns
     assert set(curve[:k]) <= set(prior.episode_returns())
@@ -438,20 +564,39 @@ def test_each_seed_takes_its_own_episodes_of_a_recorded_dataset():
                       budget_steps=5000).resolved()
     spec = loro.env_spec(cfg.env_id)
     original = loro.load_dataset
+    returns = data.episode_returns()
     try:
         loro.load_dataset = lambda path, env_id=None: data
         priors, _ = loro.make_priors(cfg, spec, [0, 1], log=lambda *_: None)
-        assert [list(np.unique(p.episode)) for p in priors.values()] == [[0, 1], [2, 3]]
+        assert [p.meta["window"] for p in priors.values()] == [[0, 1], [2, 3]]
+        np.testing.assert_allclose(priors[1].episode_returns(), returns[2:])
         notes = []
         cfg = loro.dataclasses.replace(cfg, seeds=3)
         priors, _ = loro.make_priors(cfg, spec, [0, 1, 2], log=notes.append)
-        assert all(list(np.unique(p.episode)) == [0, 1] for p in priors.values())
-        assert "every seed uses the first 2" in notes[0]
+        assert [p.meta["window"] for p in priors.values()] == [[0, 1], [1, 2], [2, 3]]
+        assert "windows start at episodes 0, 1, 2 and wrap around" in notes[0]
         with pytest.raises(loro.LoroError, match="holds 4 episodes, fewer than --prior-episodes 5"):
             loro.make_priors(loro.dataclasses.replace(cfg, prior_episodes=5), spec, [0],
                              log=lambda *_: None)
     finally:
         loro.load_dataset = original
+
+
+def test_seed_windows_wrap_around_a_short_file():
+    assert loro.seed_windows(30, 10, 3) == [list(range(0, 10)), list(range(10, 20)),
+                                            list(range(20, 30))]
+    windows = loro.seed_windows(30, 10, 5)            # the shipped files: 30 episodes, 5 seeds
+    assert [w[0] for w in windows] == [0, 6, 12, 18, 24]
+    assert windows[4] == [24, 25, 26, 27, 28, 29, 0, 1, 2, 3]
+    assert len({tuple(w) for w in windows}) == 5      # every seed sees different episodes
+
+
+def test_a_wrapped_window_keeps_its_order_and_is_renumbered():
+    data = small_dataset(episodes=4, noise=0.5)
+    part = data.select_episodes([3, 0])
+    assert list(np.unique(part.episode)) == [0, 1]
+    np.testing.assert_allclose(part.episode_returns(), data.episode_returns()[[3, 0]])
+    assert loro.check_dataset(part, "CliffWalking-v1") is None
 
 
 def test_experiment_rejects_a_budget_smaller_than_the_prior():
@@ -464,8 +609,15 @@ def test_experiment_rejects_a_budget_smaller_than_the_prior():
 def test_summary_metrics():
     points = np.array([100, 200, 300, 400])
     s = loro.summarize(np.array([-50.0, -20.0, -13.0, -13.0]), points, -13.0)
-    assert s == dict(cumulative=-96.0, final=-13.0, steps_to_threshold=300)
+    assert s == dict(cumulative=-96.0, prior_phase=0.0, learner_phase=-96.0, final=-13.0,
+                     steps_to_threshold=300)
     assert loro.summarize(np.array([1.0, 2.0]), points[:2], 5.0)["steps_to_threshold"] is None
+    # a lucky episode of the prior (the first point) does not count for the learner
+    lucky = loro.summarize(np.array([-13.0, -20.0, -13.0, -13.0]), points, -13.0, 150, 150)
+    assert lucky["steps_to_threshold"] == 300
+    assert (lucky["prior_phase"], lucky["learner_phase"]) == (-13.0, -46.0)
+    assert loro.summarize(np.array([-13.0] * 4), points, -13.0, 150, None)["steps_to_threshold"] \
+        is None                                       # llm and random never learn
 
 
 def test_seeds_are_independent_and_reproducible():
@@ -519,7 +671,8 @@ def test_actor_critic_gradients_match_finite_differences(bc_weight):
         q1 = ac.critic.forward(np.concatenate([s, pi], 1), n=1)[0]
         if not bc_weight:
             return -float(q1.mean())
-        return -lam * float(q1.mean()) + bc_weight * float(((pi - a) ** 2).sum() / len(s))
+        gap = (pi - a) / 2.0                    # actions scaled to [-1, 1] (Fujimoto & Gu)
+        return -lam * float(q1.mean()) + bc_weight * float((gap ** 2).sum() / len(s))
     numeric = _finite_difference(actor_loss_fixed_lam, ac.actor.theta, indices)
     np.testing.assert_allclose(grad[indices], numeric, rtol=1e-4, atol=1e-7)
 
@@ -1071,7 +1224,8 @@ def test_cli_collect_then_run_end_to_end(server, tmp_path):
     results = json.load(open(tmp_path / "out.json"))
     assert results["env"] == "CartPole-v1" and results["budget_steps"] == 2000
     assert results["checkpoints"] == list(range(200, 2001, 200))
-    assert results["prior"]["source"] == f"X.npz: test @ {server.base_url}"   # the model's name
+    assert results["prior"]["source"] == f"X.npz: test @ {server.base_url} (a recorded LLM)"
+    assert results["prior"]["kind"] == "recorded LLM"
     assert results["prior"]["episodes"] == 2
     assert set(results["methods"]) == {"llm", "mix", "loro", "rl"}
     for m in results["methods"].values():
@@ -1158,7 +1312,8 @@ def test_cli_run_rejects_bad_inputs_in_one_line(tmp_path, args, says):
 def test_cli_run_end_to_end_with_the_stand_in(tmp_path):
     """The main job's path, shortened: every method runs, and the files it writes are sound."""
     code, out, err = run_loro("run", "--budget-steps", "2000", "--seeds", "2", "--jobs", "2",
-                              "--json", "r.json", "--plot", "r.png", cwd=tmp_path, timeout=300)
+                              "--prior", "scripted", "--json", "r.json", "--plot", "r.png",
+                              cwd=tmp_path, timeout=300)
     assert code == 0, err
     assert "scripted(noise=0.2), a stand-in, not an LLM" in out
     results = json.loads((tmp_path / "r.json").read_text())
