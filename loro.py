@@ -1118,10 +1118,21 @@ class Transcript:
         return total
 
 
+# Every random stream of a run has its own key, so no two streams share a seed (the prior's
+# episode 2 must not replay the learner's training environment).
+STREAMS = ("prior episode", "prior parser", "stand-in", "learner", "evaluation",
+           "training env", "evaluation env", "random policy")
+
+
+def stream_seed(seed: int, stream: str, index: int = 0) -> int:
+    """The seed of one named stream of run `seed` (and of its `index`-th member, e.g. an episode)."""
+    return int(np.random.SeedSequence([seed, STREAMS.index(stream), index]).generate_state(1)[0])
+
+
 def episode_seeds(seed: int, episode: int) -> tuple:
     """(environment reset seed, generator) of one episode: any episode replays on its own."""
-    env_seed = int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
-    return env_seed, np.random.default_rng([seed, episode, 1])
+    return (stream_seed(seed, "prior episode", episode),
+            np.random.default_rng(stream_seed(seed, "prior parser", episode)))
 
 
 def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "direct",
@@ -1758,8 +1769,8 @@ def evaluate(learner, env: gym.Env, episodes: int, rng: np.random.Generator) -> 
 def play_random(spec: EnvSpec, budget: int, seed: int) -> tuple:
     """Episode lengths and returns of uniformly random actions until the budget is spent."""
     env = make_env(spec.env_id)
-    env.action_space.seed(seed)
-    env.reset(seed=seed)
+    env.action_space.seed(stream_seed(seed, "random policy"))
+    env.reset(seed=stream_seed(seed, "random policy", 1))
     lengths, returns, steps = [], [], 0
     while steps < budget:
         done, length, ret = False, 0, 0.0
@@ -1819,7 +1830,8 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
                  points: np.ndarray) -> tuple:
     """Steps 2 and 3 for `loro` (pre-train, then learn online), step 3 alone for `mix` and `rl`.
     Returns the two learning curves: greedy evaluation, and the returns of the episodes played."""
-    rng, eval_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    rng = np.random.default_rng(stream_seed(seed, "learner"))
+    eval_rng = np.random.default_rng(stream_seed(seed, "evaluation"))
     learner = make_learner(spec, rng, cfg.alpha_scale)
     curve, lengths, returns, start = [], [], [], 0
     if prior is not None:                        # the prior's phase: its own episode returns
@@ -1830,8 +1842,8 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
         if method == "loro":                     # step 2: pre-train on the prior's data alone
             warm_start(learner, prior, cfg, spec, rng)
     env, eval_env = make_env(spec.env_id), make_env(spec.env_id)
-    obs, _ = env.reset(seed=int(np.random.SeedSequence([seed, 2]).generate_state(1)[0]))
-    eval_env.reset(seed=int(np.random.SeedSequence([seed, 3]).generate_state(1)[0]))
+    obs, _ = env.reset(seed=stream_seed(seed, "training env"))
+    eval_env.reset(seed=stream_seed(seed, "evaluation env"))
     buffer = ReplayBuffer(prior, cfg.budget_steps - start, obs, env.action_space.sample())
     # updates wait for enough of the learner's OWN rows: the online part of a minibatch must not
     # be copies of a handful of transitions (prior rows do not count here)
@@ -1882,7 +1894,8 @@ def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
     if cfg.model:
         client = ChatClient.from_config(cfg)
         return lambda episode: client
-    return lambda episode: ScriptedChat(spec.env_id, cfg.prior_noise, seed=[seed, episode, 2])
+    return lambda episode: ScriptedChat(spec.env_id, cfg.prior_noise,
+                                        seed=stream_seed(seed, "stand-in", episode))
 
 
 def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
