@@ -40,6 +40,7 @@ References: Sutton & Barto, Reinforcement Learning: An Introduction, 2nd ed. (20
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import dataclasses
 import datetime
@@ -141,25 +142,22 @@ class Config:
         if unknown or not self.methods:
             raise LoroError(f"unknown method {','.join(unknown) or '(none)'}; choose from "
                             f"{','.join(METHODS)}")
-        for name in ("seeds", "prior_episodes", "eval_every", "jobs", "workers", "votes",
-                     "max_tokens", "budget_steps", "eval_episodes"):
-            value = getattr(self, name)                # None: the environment's default
-            if value is not None and value < 1:
-                raise LoroError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if len(set(self.methods)) != len(self.methods):
+            raise LoroError(f"--methods names a method twice ({','.join(self.methods)}); "
+                            f"name each once")
+        for name, low, high in LIMITS:           # every number: finite and in range
+            value = getattr(self, name)          # None: a default filled in later
+            if value is not None and not (isinstance(value, (int, float)) and
+                                          math.isfinite(value) and low <= value <= high):
+                why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
+                raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
+                                f"to {_num(high)}{why}, got {value}")
         if self.budget_steps is not None and self.budget_steps < self.eval_every:
             raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
                             f"({self.eval_every})")
-        for name in ("prior_noise", "prior_share"):
-            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
-                raise LoroError(f"--{name.replace('_', '-')} must be between 0 and 1, "
-                                f"got {getattr(self, name)}")
         if self.init_untried not in UNTRIED:
             raise LoroError(f"--init-untried must be one of {', '.join(UNTRIED)}, "
                             f"got {self.init_untried!r}")
-        if (self.pretrain_updates or 0) < 0 or self.alpha_scale <= 0:
-            raise LoroError("--pretrain-updates must be >= 0 and --alpha-scale > 0")
-        if self.retries < 0 or self.timeout <= 0 or self.temperature < 0:
-            raise LoroError("--retries must be >= 0, --timeout > 0 and --temperature >= 0")
         if self.prompt_mode not in PROMPT_MODES:
             raise LoroError(f"unknown prompt mode {self.prompt_mode!r}; choose one of "
                             f"{', '.join(PROMPT_MODES)}")
@@ -172,6 +170,22 @@ class Config:
         if self.base_url and not re.match(r"https?://", self.base_url):
             raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
         return self
+
+
+# The range of every number a run accepts: (field, lowest, highest). The replay buffer keeps
+# every step of a run (about 40 bytes each), so the budget is capped at 10 million steps.
+MAX_BUDGET_STEPS = 10_000_000
+LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_000),
+          ("eval_every", 1, MAX_BUDGET_STEPS), ("jobs", 1, 256), ("workers", 1, 256),
+          ("votes", 1, 99), ("max_tokens", 1, 1_000_000), ("budget_steps", 1, MAX_BUDGET_STEPS),
+          ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
+          ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
+          ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
+          ("timeout", 0.1, 86_400.0))
+
+
+def _num(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 # --- §1 Environments in words -----------------------------------------------------------
@@ -433,11 +447,13 @@ _THINK = re.compile(r"^.*?</think>|<think>.*?(?:</think>|$)", re.S | re.I)  # al
 _NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"           # 2, -1.5, .5, 1e-3
 _TAG = re.compile(rf"\baction\s*\**\s*[:=]\s*\**\s*\(?\s*({_NUMBER_TEXT})", re.I)
 _NUMBER = re.compile(_NUMBER_TEXT, re.I)
+_DASH = re.compile(r"[\u2010-\u2015\u2212\ufe63\uff0d](?=\.?\d)")      # dashes before a number
 
 
 def parse_action(spec: EnvSpec, reply: str | None, rng: np.random.Generator):
     """Reply text -> (gymnasium action, rule used). Never fails: the last rule is a random action."""
     text = _THINK.sub(" ", reply or "")
+    text = _DASH.sub("-", text)                  # "−1.5" (a Unicode minus) is -1.5, not 1.5
     tags = _TAG.findall(text)
     numbers = _NUMBER.findall(text)
     if spec.continuous_range:                    # a torque: the tag, else the last number, clamped
@@ -499,10 +515,23 @@ def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "
     if spec.continuous_range:                    # a vote over torques: their median
         return (np.median([a for a, _ in parsed], axis=0).astype(np.float32), parsed[0][1],
                 messages, replies)
-    counts = np.bincount([a for a, _ in parsed], minlength=len(spec.actions))
-    action = int(np.argmax(counts))              # ties go to the lowest action number
+    votes_for = collections.Counter(a for a, _ in parsed)
+    top = max(votes_for.values())
+    action = next(a for a, _ in parsed if votes_for[a] == top)   # a tie: the earliest vote wins
     rule = next(r for a, r in parsed if a == action)
     return action, rule, messages, replies
+
+
+FALLBACK_CAUSES = ("empty content", "cut at --max-tokens", "unparseable")
+
+
+def fallback_cause(replies: list) -> str:
+    """Why a step fell back to a random action: the replies' most telling fault."""
+    if any(r.finish_reason == "length" for r in replies):
+        return "cut at --max-tokens"
+    if not any(r.text and r.text.strip() for r in replies):
+        return "empty content"
+    return "unparseable"
 
 
 # The scripted stand-in. It reads the same messages an LLM reads (numbers from the observation
@@ -765,10 +794,11 @@ class ChatClient:
             except requests.RequestException as error:
                 problem = f"the connection to {self.url} failed ({type(error).__name__})"
             else:
-                if response.status_code == 200:
-                    reply, problem = self._read(response, time.time() - started)
-                    if reply is not None:
-                        return reply
+                if response.status_code == 200:      # an answer that is not a chat completion
+                    reply, problem = self._read(response, time.time() - started)   # will not
+                    if reply is None:                                              # heal: no retry
+                        raise LoroError(problem)
+                    return reply
                 else:
                     problem = self._explain(response)
                     if response.status_code not in RETRY_STATUSES:
@@ -913,6 +943,7 @@ def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: 
 # action with the state after it). `terminated` means a real end (goal, hole, fall): no value
 # after it. `truncated` means the clock ran out: the next state still has a value (§4).
 
+MAX_REWARD = 1e9                # no game here comes near; a larger reward is a broken file
 DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode")
 
 
@@ -1002,6 +1033,9 @@ def load_dataset(path: str, env_id: str | None = None) -> Dataset:
 
 def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     """The first thing wrong with a dataset, or None."""
+    if not isinstance(d.meta.get("env_id"), str):
+        return ("its meta names no env_id, so nothing says which game it was collected on; "
+                "add \"env_id\" to meta or re-collect it with `python loro.py collect`")
     if d.meta.get("env_id") != env_id:
         return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
                 f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
@@ -1019,6 +1053,10 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
         return "`terminated` and `truncated` must be bool arrays"
     if d.episode.dtype.kind not in "iu" or np.any(np.diff(d.episode) < 0):
         return "`episode` must be non-decreasing integers"
+    for key in ("obs", "next_obs", "actions", "rewards"):
+        x = getattr(d, key)
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            return f"`{key}` holds NaN or infinite values"
     for key in ("obs", "next_obs"):
         space = env.observation_space
         x = getattr(d, key)
@@ -1035,8 +1073,8 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     elif d.actions.dtype.kind not in "iu" or d.actions.ndim != 1 or d.actions.min() < 0 \
             or d.actions.max() >= len(spec.actions):
         return f"`actions` must be integers 0..{len(spec.actions) - 1}, shape (N,)"
-    if d.rewards.dtype.kind != "f" or not np.all(np.isfinite(d.rewards)):
-        return "`rewards` must be finite floats"
+    if d.rewards.dtype.kind != "f" or np.abs(d.rewards).max() > MAX_REWARD:
+        return f"`rewards` must be floats of magnitude at most {MAX_REWARD:g}"
     ends = d.terminated | d.truncated
     last = np.r_[d.episode[1:] != d.episode[:-1], True]
     if np.any(ends != last):
@@ -1141,13 +1179,15 @@ def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "dire
     env = make_env(spec.env_id)
     env_seed, rng = episode_seeds(seed, episode)
     obs, _ = env.reset(seed=env_seed)
-    rows, counts = [], dict.fromkeys(PARSE_RULES, 0)
+    rows, counts = [], dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
     while True:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt
         action, rule, messages, replies = ask_policy(spec, chat, obs, rng, mode, votes,
                                                      where=(episode, len(rows)))
         counts[rule] += 1
+        if rule == "fallback":
+            counts[fallback_cause(replies)] += 1
         if transcript is not None:
             transcript.log(episode, len(rows), messages, replies, action, rule)
         next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -1174,8 +1214,10 @@ def _to_arrays(spec: EnvSpec, episodes: list) -> dict:
 
 def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
             mode: str = "direct", votes: int = 1, workers: int = 1, out: str | None = None,
-            meta: dict | None = None, log: Callable = print) -> Dataset:
-    """Step 1 of LORO: the prior plays `n_episodes`; its transitions become a Dataset.
+            meta: dict | None = None, log: Callable = print,
+            max_steps: int | None = None) -> Dataset:
+    """Step 1 of LORO: the prior plays `n_episodes`; its transitions become a Dataset. It stops
+    as soon as the finished episodes take more than `max_steps` steps (the run's budget).
 
     With `out`, the collection is resumable: every finished episode is appended at once to
     OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (which doubles as the
@@ -1212,6 +1254,11 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
                 f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
                 f"{time.time() - started:.0f}s)")
+            steps = sum(len(e["rows"]) for e in done.values())
+            if max_steps is not None and steps > max_steps:
+                raise LoroError(f"the prior's episodes take more than --budget-steps {max_steps} "
+                                f"({steps} steps after {len(done)} of {n_episodes} episodes); "
+                                f"raise the budget or lower --prior-episodes")
     except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -1224,6 +1271,11 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         raise LoroError(f"{error} ({saved}; run the same command again to resume)")
     pool.shutdown()
     dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
+    if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
+        causes = dataset.meta["fallback_causes"]
+        log(f"warning: {dataset.meta['fallback_rate']:.0%} of the steps fell back to a random "
+            f"action (" + ", ".join(f"{c}: {n}" for c, n in causes.items()) + "); the data is "
+            f"mostly a random policy's: check the model, --max-tokens and --prompt-mode")
     if out:
         journal.close()
         if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
@@ -1237,9 +1289,11 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
 
 def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
     """Finished episodes -> a Dataset, with the parse counts in its metadata."""
-    counts = {rule: sum(e["counts"][rule] for e in episodes) for rule in PARSE_RULES}
+    counts = {rule: sum(e["counts"].get(rule, 0) for e in episodes) for rule in PARSE_RULES}
+    causes = {c: sum(e["counts"].get(c, 0) for e in episodes) for c in FALLBACK_CAUSES}
     meta = dict(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), episodes=len(episodes),
                 parse_counts=counts, parse_counts_per_episode=[e["counts"] for e in episodes],
+                fallback_causes=causes,
                 fallback_rate=counts["fallback"] / max(sum(counts.values()), 1))
     return Dataset(**_to_arrays(spec, episodes), meta=meta)
 
@@ -1648,6 +1702,9 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 # The actor-critic has no "untried action"; its counterpart of ingredient 1 is TD3+BC's
 # imitation term while offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
 
+MAX_BUFFER_BYTES = 2 * 2**30
+
+
 class ReplayBuffer:
     """Prior rows in [0, P), online rows in [P, P + n). Nothing is ever evicted: the buffer
     holds a whole run (budgets here are tens of thousands of steps)."""
@@ -1656,6 +1713,11 @@ class ReplayBuffer:
         p = 0 if prior is None else len(prior)
         size = p + capacity
         obs_example, action_example = np.asarray(obs_example), np.asarray(action_example)
+        needed = size * (2 * obs_example.nbytes + action_example.nbytes + 9)   # bytes, estimated
+        if needed > MAX_BUFFER_BYTES:
+            raise LoroError(f"a replay buffer of {size:,} steps needs about {needed / 2**30:.1f} "
+                            f"GiB, more than the {MAX_BUFFER_BYTES / 2**30:g} GiB limit; lower "
+                            f"--budget-steps")
         self.obs = np.zeros((size,) + obs_example.shape, obs_example.dtype)
         self.next_obs = np.zeros_like(self.obs)
         self.actions = np.zeros((size,) + action_example.shape, action_example.dtype)
@@ -1946,7 +2008,7 @@ def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple
             log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)}")
             prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
                             cfg.votes, cfg.workers, meta=dict(source=prior_source(cfg)),
-                            log=log if cfg.model else (lambda *_: None))
+                            log=log if cfg.model else QUIET, max_steps=cfg.budget_steps)
         if len(prior) > cfg.budget_steps:
             raise LoroError(f"the prior's {n} episodes take {len(prior)} steps, more than "
                             f"--budget-steps {cfg.budget_steps}; raise the budget or lower "
@@ -2337,7 +2399,8 @@ def plot_learner_speed(by_scale: dict):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):                    # one line, no usage dump
-        self.exit(2, f"error: {message}; see `python loro.py {self.prog.split()[-1]} --help`\n")
+        command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
+        self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
 
 def _add_run_options(p: argparse.ArgumentParser):
@@ -2358,8 +2421,7 @@ def _add_run_options(p: argparse.ArgumentParser):
                    help="steps between points of the learning curve (default %(default)s)")
     p.add_argument("--eval-episodes", type=int,
                    help="greedy episodes per point (default: 1, more for stochastic games)")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help="comma-separated subset of %(default)s")
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
     p.add_argument("--init-untried", choices=UNTRIED, default=Config.init_untried,
                    help="where untried actions start before pre-training (default %(default)s)")
     p.add_argument("--pretrain-updates", type=int,
@@ -2406,14 +2468,27 @@ def config_from_args(args) -> Config:
 
 def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
     """Check an output path BEFORE the work that fills it, so a long run is never lost to a
-    typo: its folder must exist and its name must end in one of `suffixes`."""
+    typo: a file name ending in one of `suffixes`, not a folder, in a folder we can write to
+    (tried by creating the file and removing it again)."""
     if path is None:
         return None
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise LoroError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if os.path.isdir(path):
+        raise LoroError(f"{flag} {path} is a folder; name a file in it, e.g. "
+                        f"{os.path.join(path, 'out' + suffixes[0])}")
     if not path.lower().endswith(suffixes):
         raise LoroError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.remove(path)
+    except OSError as error:
+        raise LoroError(f"{flag} {path}: cannot write there ({error.strerror}); choose a folder "
+                        f"you can write to") from None
     return path
 
 
@@ -2449,9 +2524,10 @@ def cmd_run(args, log=print):
 def cmd_collect(args, log=print):
     cfg = config_from_args(args)
     spec = env_spec(cfg.env_id)
-    if args.episodes < 1:
-        raise LoroError("--episodes must be at least 1")
+    if not 1 <= args.episodes <= 100_000:
+        raise LoroError(f"--episodes must be a number from 1 to 100,000, got {args.episodes}")
     output_path(args.out, (".npz",), "--out")
+    before = os.path.getmtime(args.out) if os.path.exists(args.out) else None
     chat_for_episode = make_chat_factory(cfg, spec, cfg.seed)
     first = chat_for_episode(0)
     client = first if cfg.model else None
@@ -2472,7 +2548,8 @@ def cmd_collect(args, log=print):
     log(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
         f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
         f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
-    log(f"wrote {args.out} and {args.out}.transcript.jsonl")
+    if before is None or os.path.getmtime(args.out) != before:
+        log(f"wrote {args.out} and {args.out}.transcript.jsonl")
     return dataset
 
 
@@ -2679,7 +2756,10 @@ def cmd_coverage(args, log=print):
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
     if spec.learner != "tabular":
         raise LoroError(f"coverage needs a grid game with a transition table, not {spec.env_id}")
-    priors, _ = make_priors(cfg, spec, [cfg.seed], log=lambda *_: None)   # the run's first prior
+    if args.plot and spec.env_id not in GRID_MAPS:
+        raise LoroError(f"--plot draws the map of {' or '.join(GRID_MAPS)}, not {spec.env_id}; "
+                        f"drop --plot")
+    priors, _ = make_priors(cfg, spec, [cfg.seed], log=QUIET)   # the run's first prior
     dataset = priors[cfg.seed]
     result = coverage(dataset, spec.env_id)
     log(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes of "
@@ -2694,9 +2774,17 @@ def cmd_coverage(args, log=print):
 
 
 def cmd_sweep(args, log=print):
+    for flag in ("prior", "dataset", "prior_noise", "methods"):   # sweep picks these itself
+        if getattr(args, flag) is not None:
+            raise LoroError(f"sweep sets --{flag.replace('_', '-')} itself (loro against rl, for "
+                            f"each prior of --noises and --datasets); drop it")
     cfg = config_from_args(args)
     output_path(args.json, (".json",), "--json")
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
+    speed_plot = None
+    if args.plot and args.alpha_scales:
+        root, ext = os.path.splitext(args.plot)
+        speed_plot = output_path(root + "_learner_speed" + ext, PLOT_SUFFIXES, "--plot")
     noises = number_list(args.noises, "--noises")
     if not all(0 <= n <= 1 for n in noises):
         raise LoroError(f"--noises must lie between 0 and 1, got {args.noises}")
@@ -2723,9 +2811,8 @@ def cmd_sweep(args, log=print):
         plot_sweep(sweep).savefig(args.plot, dpi=120, bbox_inches="tight")
         log(f"wrote {args.plot}")
         if speed:
-            path = args.plot.replace(".png", "") + "_learner_speed.png"
-            plot_learner_speed(speed).savefig(path, dpi=120, bbox_inches="tight")
-            log(f"wrote {path}")
+            plot_learner_speed(speed).savefig(speed_plot, dpi=120, bbox_inches="tight")
+            log(f"wrote {speed_plot}")
     return sweep, speed
 
 
@@ -2765,11 +2852,11 @@ MAIN_JOB = (("CliffWalking-v1", {}), ("Pendulum-v1", dict(budget_steps=10_000)))
 
 def main_job(log: Callable = print) -> list:
     everything = []
-    for env_id, overrides in MAIN_JOB:
+    paths = [output_path(f"loro_{env_id}.png", PLOT_SUFFIXES, "the figure") for env_id, _ in MAIN_JOB]
+    for (env_id, overrides), path in zip(MAIN_JOB, paths):
         cfg = Config(env_id=env_id, jobs=min(2, os.cpu_count() or 1), **overrides)
         log(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
         results = run_experiment(cfg, log=QUIET)
-        path = f"loro_{env_id}.png"
         plot_results(results).savefig(path, dpi=120, bbox_inches="tight")
         log(results_table(results) + "\n" + verdict(results) + f"\nwrote {path}\n")
         everything.append(results)

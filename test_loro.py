@@ -52,6 +52,7 @@ def test_prompt_numbers_actions_from_one_and_shows_the_observation():
     ("I cannot help with that.", None, "fallback"),
     ("", None, "fallback"),
     (None, None, "fallback"),
+    ("Action: \u22121", None, "fallback"),          # a Unicode minus: -1 is illegal, not 1 or 0
 ])
 def test_parse_discrete_replies(reply, action, rule):
     got, used = loro.parse_action(loro.env_spec("CartPole-v1"), reply, np.random.default_rng(0))
@@ -68,6 +69,9 @@ def test_parse_discrete_replies(reply, action, rule):
     ("The angle is 0.52 rad, so torque 1.25", 1.25, "number"),
     ("Action: 1e-3", 0.001, "tag"),
     ("Action: .5", 0.5, "tag"),
+    ("Action: \u22121.50", -1.5, "tag"),           # U+2212, the minus real models write
+    ("Action: \u20131.50", -1.5, "tag"),           # an en dash
+    ("torque \u2212.5 \u2014 gently", -0.5, "number"),
 ])
 def test_parse_torque_replies(reply, torque, rule):
     got, used = loro.parse_action(loro.env_spec("Pendulum-v1"), reply, np.random.default_rng(0))
@@ -112,6 +116,22 @@ def test_stand_in_noise_one_is_a_random_policy():
                         log=lambda *_: None)
     counts = np.bincount(data.actions, minlength=4) / len(data)
     assert np.all(np.abs(counts - 0.25) < 0.05)
+
+
+class ScriptedReplies:
+    """A chat that answers from a list, in order."""
+    def __init__(self, texts):
+        self.texts = list(texts)
+
+    def chat(self, messages, sample=0, where=()):
+        return loro.Reply(self.texts.pop(0))
+
+
+def test_a_tied_vote_goes_to_the_earliest_vote_not_the_lowest_action():
+    spec = loro.env_spec("CliffWalking-v1")
+    chat = ScriptedReplies([f"Action: {n}" for n in (3, 3, 1, 1, 2)])
+    action, rule, _, _ = loro.ask_policy(spec, chat, 36, np.random.default_rng(0), "vote", 5)
+    assert (action, rule) == (2, "tag")              # "3" came first; gymnasium's action 2
 
 
 # --- §3: the dataset ------------------------------------------------------------------------
@@ -165,6 +185,10 @@ def _corrupt(tmp_path, **changes):
     (lambda d: dict(episode=d.episode[::-1].copy()), "non-decreasing"),
     (lambda d: dict(meta=np.array("not json")), "not a JSON object"),
     (lambda d: dict(rewards=d.rewards[:-1]), "rows"),
+    (lambda d: dict(rewards=np.where(d.rewards == d.rewards[0], 1e308, d.rewards)),
+     "`rewards` must be floats of magnitude at most 1e+09"),
+    (lambda d: dict(rewards=np.full(len(d.rewards), np.nan)), "`rewards` holds NaN"),
+    (lambda d: dict(meta=np.array(json.dumps({"source": "x"}))), "its meta names no env_id"),
 ])
 def test_bad_dataset_files_are_rejected_in_one_line(tmp_path, change, message):
     data = small_dataset()
@@ -477,6 +501,30 @@ def test_value_iteration_cliff_walking_and_taxi_optimal_returns():
     assert ret == pytest.approx(7.93, abs=0.01)
 
 
+def test_coverage_does_not_depend_on_how_ties_between_optimal_actions_break():
+    """Taxi has many states with two optimal actions. A dataset holding one of each tied pair
+    covers half of those visits; the old measure (one argmax policy's visits, any optimal action
+    counting) called it complete. Checked against a Monte Carlo run of the uniform policy."""
+    pi = loro.optimal_policy("Taxi-v4")
+    assert (np.count_nonzero(pi, axis=1) > 1).sum() > 50
+    first = pi.argmax(axis=1)                        # one optimal action per state
+    states = np.arange(len(first))
+    data = loro.Dataset(states, first, np.zeros(len(first)), states, np.zeros(len(first), bool),
+                        np.zeros(len(first), bool), states, meta={})
+    value = loro.coverage(data, "Taxi-v4")["state_action"]
+    assert 0.5 < value < 0.95
+    env, rng, hits, total = loro.make_env("Taxi-v4"), np.random.default_rng(0), 0, 0
+    for episode in range(300):
+        s, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            a = rng.choice(len(pi[s]), p=pi[s])
+            hits, total = hits + (a == first[s]), total + 1
+            s, _, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated
+    assert value == pytest.approx(hits / total, abs=0.03)
+
+
 # --- §5, §6: the warm start and the same-budget experiment -----------------------------------
 
 def test_minibatches_draw_the_prior_share_from_the_prior():
@@ -519,6 +567,33 @@ def test_online_updates_wait_for_the_learners_own_rows(monkeypatch):
     monkeypatch.setattr(loro, "evaluate", lambda *args: 0.0)
     loro.learn_online("mix", cfg, spec, 0, prior, loro.checkpoints(cfg))
     assert online and min(online) >= spec.learning_starts
+
+
+def test_every_random_stream_has_its_own_seed(monkeypatch):
+    """The training and evaluation environments must not replay the prior's episodes."""
+    seeds = collections.defaultdict(list)
+    original = loro.make_env
+
+    def recording(env_id):
+        env = original(env_id)
+        reset = env.reset
+
+        def recorded(seed=None, **kwargs):
+            if seed is not None:
+                seeds["all"].append(seed)
+            return reset(seed=seed, **kwargs)
+        env.reset = recorded
+        return env
+    monkeypatch.setattr(loro, "make_env", recording)
+    prior = small_dataset(episodes=6)
+    cfg = loro.Config(env_id="CliffWalking-v1", budget_steps=1000, eval_every=500).resolved()
+    loro.learn_online("mix", cfg, loro.env_spec(cfg.env_id), 0, prior, loro.checkpoints(cfg))
+    assert len(seeds["all"]) == 6 + 2 and len(set(seeds["all"])) == 8
+
+
+def test_a_replay_buffer_too_large_for_memory_is_refused_before_allocating():
+    with pytest.raises(loro.LoroError, match="GiB limit; lower --budget-steps"):
+        loro.ReplayBuffer(None, 10**9, np.zeros(4, np.float32), 0)
 
 
 def test_behaviour_curve_takes_the_episode_running_at_each_point():
@@ -936,27 +1011,23 @@ def test_slow_reply_times_out_with_a_hint(server):
     assert time.time() - started < 1.5                    # the client did not wait for the server
 
 
-def test_malformed_json_is_retried_then_succeeds(server):
-    server.then(("raw", 200, "not json at all"))
-    chat = client(server.base_url)
-    assert chat.chat(cartpole_messages()).text == cartpole_answer(cartpole_messages())
-    assert len(server.requests) == 2 and chat.stats["retries"] == 1
-
-
 @pytest.mark.parametrize("behaviour", [
     ("raw", 200, "not json at all"),
+    ("raw", 200, "<!DOCTYPE html><html><body>Welcome to nginx!</body></html>"),
     ("status", 200, {"model": "test", "message": {"role": "assistant", "content": "hi"},
                      "done": True}),                     # Ollama's native /api/chat answer
     ("status", 200, {"choices": []}),
 ])
-def test_persistent_non_completion_says_so_and_names_v1(server, behaviour):
+def test_an_answer_that_is_not_a_chat_completion_is_named_at_once(server, behaviour):
+    """A 200 answer that is not a chat completion (a web page, another API) will not heal on
+    retry: it is explained at once, naming /v1."""
     server.then(behaviour, behaviour)
     with pytest.raises(loro.LoroError) as info:
-        client(server.base_url, retries=1).chat(cartpole_messages())
+        client(server.base_url, retries=3).chat(cartpole_messages())
     message = str(info.value)
     assert "is not a chat completion" in message and "usually ending in /v1" in message
     assert server.base_url + "/chat/completions" in message
-    assert len(server.requests) == 2 and "\n" not in message
+    assert len(server.requests) == 1 and "\n" not in message
 
 
 # --- replies that carry no action -----------------------------------------------------------
@@ -970,6 +1041,18 @@ def test_unusable_replies_fall_back_to_a_legal_action(server, behaviour):
     assert rule == "fallback" and action in (0, 1)
     assert len(replies) == 1 and len(server.requests) == 1
     assert replies[0].finish_reason == ("length" if behaviour[0] == "length" else "stop")
+
+
+def test_a_collection_that_is_mostly_fallbacks_says_so_and_why(server):
+    server.default = ("null",)                       # content: null, every time
+    notes = []
+    data = loro.collect(loro.env_spec("CartPole-v1"), lambda e: client(server.base_url), 2,
+                        log=notes.append)
+    warning = [n for n in notes if n.startswith("warning: ")]
+    assert len(warning) == 1 and "100% of the steps fell back" in warning[0]
+    assert f"empty content: {len(data)}" in warning[0]
+    assert data.meta["fallback_causes"] == {"empty content": len(data),
+                                            "cut at --max-tokens": 0, "unparseable": 0}
 
 
 def test_collection_counts_unusable_replies_as_fallbacks(server, tmp_path):
@@ -1284,13 +1367,27 @@ def test_cli_bad_inputs_fail_in_one_line(tmp_path, args, says):
     (["--env", "Nope-v0"], "unknown environment 'Nope-v0'; choose one of"),
     (["--methods", "rl,dqn"], "unknown method dqn"),
     (["--budget-steps", "100", "--eval-every", "50", "--prior-noise", "1"],
-     "more than --budget-steps 100; raise the budget or lower --prior-episodes"),
-    (["--seeds", "0"], "must be at least 1"),
-    (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
-    (["--budget-steps", "0"], "--budget-steps must be at least 1, got 0"),
-    (["--eval-episodes", "0"], "--eval-episodes must be at least 1, got 0"),
-    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
-    (["--prior-noise", "2"], "--prior-noise must be between 0 and 1"),
+     "take more than --budget-steps 100 (200 steps after 1 of 10 episodes); raise the budget"),
+    (["--seeds", "0"], "--seeds must be a number from 1 to 1,000, got 0"),
+    (["--eval-every", "0"], "--eval-every must be a number from 1 to"),
+    (["--budget-steps", "0"], "--budget-steps must be a number from 1 to"),
+    (["--eval-episodes", "0"], "--eval-episodes must be a number from 1 to"),
+    (["--jobs", "0"], "--jobs must be a number from 1 to 256, got 0"),
+    (["--prior-noise", "2"], "--prior-noise must be a number from 0 to 1, got 2"),
+    # numbers that are not finite, or out of range, never reach the code
+    (["--alpha-scale", "nan"], "--alpha-scale must be a number from 1e-06 to 1000, got nan"),
+    (["--alpha-scale", "inf"], "--alpha-scale must be a number from 1e-06 to 1000, got inf"),
+    (["--timeout", "nan"], "--timeout must be a number from 0.1 to 86400, got nan"),
+    (["--temperature", "nan"], "--temperature must be a number from 0 to 2, got nan"),
+    (["--seed", "-1"], "--seed must be a number from 0 to 4,294,967,295, got -1"),
+    (["--budget-steps", "100000000000"], "(the replay buffer keeps every step)"),
+    (["--methods", "rl,rl"], "--methods names a method twice (rl,rl); name each once"),
+    (["--prior", "qwen9"], "--prior qwen9: no such dataset is shipped for CliffWalking-v1"),
+    (["--prior", "qwen2.5-32b", "--prior-noise", "0.1"], "--prior-noise is the stand-in's"),
+    (["--json", "adir"], "--json adir is a folder; name a file in it"),
+    (["--json", "/proc/r.json"], "--json /proc/r.json: cannot write there"),
+    (["--prior", "scripted", "--prior-episodes", "100000", "--budget-steps", "5000"],
+     "the prior's episodes take more than --budget-steps 5000"),
     (["--dataset", "missing.npz"], "missing.npz: no such file"),
     (["--dataset", "garbage.npz"], "not a readable .npz file"),
     (["--env", "FrozenLake-v1", "--dataset", "cliff.npz"],
@@ -1301,6 +1398,7 @@ def test_cli_bad_inputs_fail_in_one_line(tmp_path, args, says):
     (["--model", "m", "--base-url", "localhost:11434/v1"], "must start with http:// or https://"),
 ])
 def test_cli_run_rejects_bad_inputs_in_one_line(tmp_path, args, says):
+    (tmp_path / "adir").mkdir()
     (tmp_path / "garbage.npz").write_bytes(b"not a zip")
     loro.save_dataset(small_dataset(), str(tmp_path / "cliff.npz"))
     code, out, err = run_loro("run", "--budget-steps", "1000", "--seeds", "1", "--jobs", "1",
@@ -1344,19 +1442,29 @@ def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampli
 @pytest.mark.parametrize("args, says", [
     (["collect", "--env", "CliffWalking-v1", "--out", "no/such/dir/x.npz"], "does not exist"),
     (["collect", "--env", "CliffWalking-v1", "--out", "x.npz", "--workers", "0"],
-     "--workers must be at least 1"),
+     "--workers must be a number from 1 to 256, got 0"),
     (["sweep", "--noises", "a,b"], "--noises takes comma-separated numbers"),
     (["sweep", "--noises", "0,1.5"], "--noises must lie between 0 and 1"),
     (["sweep", "--alpha-scales", "x"], "--alpha-scales takes comma-separated numbers"),
     (["bench", "--steps", "0"], "--steps must be at least 100"),
-    (["coverage", "--prior-episodes", "0"], "--prior-episodes must be at least 1"),
+    (["coverage", "--prior-episodes", "0"], "--prior-episodes must be a number from 1"),
     (["coverage", "--env", "CartPole-v1"], "coverage needs a grid game"),
+    (["coverage", "--env", "Taxi-v4", "--plot", "t.png"], "--plot draws the map of"),
+    (["sweep", "--dataset", "x.npz"], "sweep sets --dataset itself"),
+    (["sweep", "--methods", "rl"], "sweep sets --methods itself"),
+    (["sweep", "--prior-noise", "0.3"], "sweep sets --prior-noise itself"),
+    (["bench", "--json", "adir"], "--json adir is a folder"),
+    (["collect", "--env", "CliffWalking-v1", "--out", "adir.npz"], "--out adir.npz is a folder"),
+    (["nonsense"], "see `python loro.py --help`"),
 ])
 def test_cli_other_commands_reject_bad_inputs_before_working(tmp_path, args, says):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir.npz").mkdir()
     started = time.time()
     code, out, err = run_loro(*args, cwd=tmp_path, timeout=60)
     assert code != 0 and "Traceback" not in err and err.count("\n") == 1 and says in err
-    assert time.time() - started < 30 and list(tmp_path.iterdir()) == []
+    assert time.time() - started < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "adir.npz"]
 
 
 def test_a_torn_journal_line_loses_only_its_own_episode(tmp_path):
@@ -1395,6 +1503,14 @@ def test_collecting_fewer_episodes_than_the_file_holds_keeps_the_file(tmp_path):
     with pytest.raises(loro.LoroError, match="env_id='CliffWalking-v1'.*choose another --out"):
         loro.collect(loro.env_spec("FrozenLake-v1"), make, 2, out=out, meta=dict(source="s"),
                      log=lambda *_: None)
+
+
+def test_cli_collect_with_nothing_left_to_do_does_not_claim_it_wrote(tmp_path):
+    args = ("collect", "--env", "CliffWalking-v1", "--episodes", "2", "--out", "c.npz")
+    code, out, err = run_loro(*args, cwd=tmp_path)
+    assert code == 0 and "wrote c.npz" in out, err
+    code, out, err = run_loro(*args, cwd=tmp_path)
+    assert code == 0 and "nothing to collect" in out and "wrote" not in out, err
 
 
 # --- the notebook -----------------------------------------------------------------------------
