@@ -2,8 +2,8 @@
 
 LORO is the method of Duong, Yang & Zhang, "Improving the Data-efficiency of Reinforcement
 Learning by Warm-starting with LLM" (2025, arXiv:2505.10861). A language model is a weak
-policy for a control task, but the states it visits cover much of what a good policy visits.
-LORO turns that coverage into sample efficiency:
+policy for a control task, but the states it visits may cover much of what a good policy
+visits. LORO tries to turn that coverage into sample efficiency:
 
     1. LLM rollouts     an LLM plays a few episodes; its transitions form an off-policy dataset
     2. pre-training     an off-policy learner is trained on that dataset alone (offline)
@@ -12,26 +12,33 @@ LORO turns that coverage into sample efficiency:
                         baselines: pure RL, the LLM alone, a naive mix, and a random policy
 
 Run it:
-    python loro.py                          # offline demo: stand-in prior, one environment
+    python loro.py                          # the paper's experiment on the paper's own LLM data
     python loro.py run --env CartPole-v0    # the same-budget comparison on any environment
     python loro.py collect --env ... --base-url http://localhost:11434/v1 --model qwen2.5:7b
     python loro.py --help                   # every command
 
-No LLM is needed for the default run: a *scripted stand-in* (a few rules of thumb per game,
-answering the same chat messages an LLM gets) plays the prior. It is not a language model,
-and its results are never LLM results.
+The prior is, by default, the LLM data the paper's authors released (Qwen2.5-7B-Instruct,
+data/). Elsewhere a *scripted stand-in* plays it: a few rules of thumb per game that answer the
+same chat messages an LLM gets. It is not a language model and is labelled as such everywhere.
 
-Sections (the notebook tutorial.ipynb uses the same numbers):
-    §0  Config                      one dataclass of settings
-    §1  Environments in words       the registry: budgets, thresholds, the text an LLM reads
-    §2  Asking a language model     prompts, the action parser, the stand-in, the HTTP client
-    §3  The dataset                 the .npz file format, transcripts, collection (resumable)
+Sections (the notebook tutorial.ipynb uses the same numbers). §0-§8 tell the method's story in
+the order the data flows; a first reading can stop there. The appendices are machinery.
+    §0  Settings                    one dataclass of settings
+    §1  The environments in words   the registry: budgets, thresholds, the text an LLM reads
+    §2  The LLM as a policy         prompt, reply, parse, vote; the stand-in's idea
+    §3  The dataset                 a row, one episode, the .npz file, the shipped LLM data
     §4  Learners                    tabular Q-learning, tile coding + linear Q, actor-critic
-    §5  The warm start              replay with a share of prior data, offline pre-training
-    §6  The same-budget experiment  the five methods, learning curves, metrics
+    §5  The warm start              untried actions, offline updates, the prior's share
+    §6  The same-budget experiment  the five methods, two curves, the metrics
     §7  Diagnostics                 value iteration, coverage, the prior-quality sweep
     §8  Plots                       figures, returned to the caller
-    §9  Command line                run, collect, prompt, coverage, sweep, bench
+    A   The stand-in's rules        one rule of thumb per game
+    B   The HTTP client             retries, error explanations, a local stand-in server
+    C   Collection                  parallel episodes, the journal and resume
+    D   Benchmarks                  learner speed, workers, the paper's table, the ablation
+    E   The command line            run, collect, prompt, coverage, sweep, bench
+The lesson reaches the machinery through two seams: a chat's .chat(messages) (the stand-in, or
+ChatClient of B) and collect() (C), which plays §3's play_episode many times.
 
 References: Sutton & Barto, Reinforcement Learning: An Introduction, 2nd ed. (2018), cited as
 "S&B"; the learners' own papers are cited where their ideas are implemented.
@@ -71,32 +78,34 @@ class LoroError(Exception):
     """A bad input or a failed step, explained in one line that names the fix."""
 
 
-# --- §0 Config ----------------------------------------------------------------------------
+QUIET = lambda *_: None                                        # noqa: E731  a log that says nothing
+
+
+# --- §0 Settings ---------------------------------------------------------------------------------
 
 @dataclass
 class Config:
-    """Every setting of a run. `None` means "use the environment's default" (see ENVS)."""
+    """Every setting of a run. None means "the default": the environment's budget (§1); for the
+    prior, the shipped Qwen2.5-7B data (data/) where there is some, else the stand-in (§2)."""
     env_id: str = "CliffWalking-v1"      # the main job's environment: the paper's headline
     methods: tuple = METHODS             # which of rl, llm, mix, loro, random to run
     seeds: int = 5                       # independent runs per method, each from a fresh learner
     seed: int = 0                        # first seed; run i uses seed + i
     budget_steps: int | None = None      # environment steps per run, the prior's included
-    eval_every: int = 200                # a point on the learning curve every K steps (the paper's chunk)
+    eval_every: int = 200                # a point on the curve every K steps (the paper's chunk)
     eval_episodes: int | None = None     # greedy episodes per point (more for stochastic games)
     # the prior (step 1 of LORO)
     prior_episodes: int = 10             # episodes the prior plays; 10 in the paper's main figure
-    prior: str | None = None             # a shipped LLM dataset by model name (data/), or "scripted";
-                                         # None: the shipped qwen2.5-7b data if any, else the stand-in
+    prior: str | None = None             # a shipped dataset's model name (data/), or "scripted"
     prior_noise: float | None = None     # the stand-in's chance of a random answer (None: 0.2)
-    dataset: str | None = None           # a recorded .npz to use instead (overrides `prior`)
-    # learning (steps 2 and 3): the warm start's three ingredients, each can be switched off (§5)
-    init_untried: str = "calibrated"     # untried actions of the data's states: calibrated | pessimistic | keep
-    pretrain_updates: int | None = None  # offline updates; None: as many as the learner would have
-                                         # made had it collected the prior's rows itself
-    prior_share: float | None = None     # share of the prior in every minibatch; None: its share of the buffer
+    dataset: str | None = None           # a recorded .npz to use instead
+    # the warm start (steps 2 and 3): three ingredients, each can be switched off (§5)
+    init_untried: str = "calibrated"     # where untried actions start: calibrated|pessimistic|keep
+    pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
+    prior_share: float | None = None     # fixed share of the prior per minibatch (None: no share)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: a slower learner)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
-    # the language model (used when base_url is set; otherwise the stand-in plays)
+    # a live language model (Appendix B), used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
     model: str | None = None             # model name as the server knows it
     api_key: str | None = None           # falls back to $OPENAI_API_KEY; never written anywhere
@@ -110,85 +119,37 @@ class Config:
     workers: int = 1                     # episodes collected at once (one HTTP session each)
 
     def resolved(self) -> Config:
-        """A copy with the defaults filled in: the environment's budget and evaluation episodes,
-        and the prior: a shipped dataset's path, or the stand-in with its noise."""
-        spec = env_spec(self.env_id)
-        prior, dataset, noise = self.prior, self.dataset, self.prior_noise
+        """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
+        shipped dataset's path, or the stand-in's noise)."""
+        spec, prior, dataset, noise = env_spec(self.env_id), self.prior, self.dataset, self.prior_noise
         if dataset is None and self.model is None:
             shipped = shipped_datasets(self.env_id)
-            if prior is None:
-                prior = STAND_IN if noise is not None or DEFAULT_PRIOR not in shipped else DEFAULT_PRIOR
+            if prior is None:                    # a noise asks for the stand-in
+                prior = DEFAULT_PRIOR if noise is None and DEFAULT_PRIOR in shipped else STAND_IN
             if prior != STAND_IN:
                 if prior not in shipped:
-                    raise LoroError(f"--prior {prior}: no such dataset is shipped for {self.env_id}; "
-                                    f"choose one of {', '.join([*shipped, STAND_IN])}")
+                    raise LoroError(f"--prior {prior}: no such dataset is shipped for "
+                                    f"{self.env_id}; choose one of {', '.join([*shipped, STAND_IN])}")
                 if noise is not None:
                     raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} "
                                     f"to use it, or drop it")
                 dataset = shipped[prior]
+            elif noise is None:
+                noise = STAND_IN_NOISE
         elif prior is not None:
             raise LoroError("pass one prior: --prior, --dataset or --model")
-        if prior == STAND_IN or (dataset is None and self.model is None):
-            noise = STAND_IN_NOISE if noise is None else noise
         return dataclasses.replace(
             self, prior=prior, dataset=dataset, prior_noise=noise,
             budget_steps=spec.budget_steps if self.budget_steps is None else self.budget_steps,
             eval_episodes=spec.eval_episodes if self.eval_episodes is None else self.eval_episodes)
 
-    def check(self):
-        """Refuse settings that cannot work, with one line that names the fix."""
-        env_spec(self.env_id)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise LoroError(f"unknown method {','.join(unknown) or '(none)'}; choose from "
-                            f"{','.join(METHODS)}")
-        if len(set(self.methods)) != len(self.methods):
-            raise LoroError(f"--methods names a method twice ({','.join(self.methods)}); "
-                            f"name each once")
-        for name, low, high in LIMITS:           # every number: finite and in range
-            value = getattr(self, name)          # None: a default filled in later
-            if value is not None and not (isinstance(value, (int, float)) and
-                                          math.isfinite(value) and low <= value <= high):
-                why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
-                raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
-                                f"to {_num(high)}{why}, got {value}")
-        if self.budget_steps is not None and self.budget_steps < self.eval_every:
-            raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
-                            f"({self.eval_every})")
-        if self.init_untried not in UNTRIED:
-            raise LoroError(f"--init-untried must be one of {', '.join(UNTRIED)}, "
-                            f"got {self.init_untried!r}")
-        if self.prompt_mode not in PROMPT_MODES:
-            raise LoroError(f"unknown prompt mode {self.prompt_mode!r}; choose one of "
-                            f"{', '.join(PROMPT_MODES)}")
-        if self.prompt_mode == "vote" and (self.votes < 2 or self.temperature <= 0):
-            raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 "
-                            "(e.g. 0.7)")
-        if self.base_url and not self.model:
-            raise LoroError("--base-url needs --model too (the model's name as the server "
-                            "knows it)")
-        if self.base_url and not re.match(r"https?://", self.base_url):
-            raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
+    def check(self) -> Config:
+        """Refuse settings that cannot work, one line naming the fix (Appendix E)."""
+        check_config(self)
         return self
 
 
-# The range of every number a run accepts: (field, lowest, highest). The replay buffer keeps
-# every step of a run (about 40 bytes each), so the budget is capped at 10 million steps.
-MAX_BUDGET_STEPS = 10_000_000
-LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_000),
-          ("eval_every", 1, MAX_BUDGET_STEPS), ("jobs", 1, 256), ("workers", 1, 256),
-          ("votes", 1, 99), ("max_tokens", 1, 1_000_000), ("budget_steps", 1, MAX_BUDGET_STEPS),
-          ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
-          ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
-          ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
-          ("timeout", 0.1, 86_400.0))
-
-
-def _num(x) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
-
-
-# --- §1 Environments in words -----------------------------------------------------------
+# --- §1 The environments in words ----------------------------------------------------------------
 # One registry entry per environment: how to make it, which learner solves it, the paper's
 # budget, the score that counts as solved, and the words an LLM reads (game, goal, actions,
 # observation). The prompts of §2 and the stand-in's rules are built from these words only.
@@ -399,10 +360,12 @@ def make_env(env_id: str) -> gym.Env:
         return gym.make(env_id, max_episode_steps=spec.max_steps)
 
 
-# --- §2 Asking a language model ----------------------------------------------------------
+# --- §2 The LLM as a policy ----------------------------------------------------------------------
 # Step 1 of LORO: at every step the model reads the game, the goal, the legal actions and the
 # observation in words, and answers with an action. Actions are numbered from 1 in the prompt
 # (models favour the number 0 whatever it means) and mapped back to gymnasium's 0-based ones.
+# A "chat" is anything with .chat(messages) -> Reply: the scripted stand-in at the end of this
+# section, or a real model behind the HTTP client of Appendix B.
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -534,139 +497,6 @@ def fallback_cause(replies: list) -> str:
     return "unparseable"
 
 
-# The scripted stand-in. It reads the same messages an LLM reads (numbers from the observation
-# text, the map from the system message) and answers in the same format, so the prompts, the
-# parser and the whole pipeline run without a model. It is a few rules of thumb, NOT an LLM:
-# results it produces are labelled "scripted(noise=...)" everywhere.
-
-def _floats(text: str) -> list:
-    return [float(x) for x in re.findall(r"[+-]\d+\.\d+", text)]
-
-
-def _cells(text: str) -> list:
-    return [(int(r), int(c)) for r, c in re.findall(r"row (\d+), column (\d+)", text)]
-
-
-def _map_lines(system: str, alphabet: str) -> list:
-    return [line for line in system.splitlines() if line and set(line) <= set(alphabet)]
-
-
-def rule_cartpole(system, user):
-    x, v, theta, omega = _floats(user)
-    if theta + 0.5 * omega > 0:
-        return "The pole leans or falls to the right, so I push the cart right.", 2
-    return "The pole leans or falls to the left, so I push the cart left.", 1
-
-
-def rule_mountain_car(system, user):
-    position, velocity = _floats(user)
-    if velocity >= 0:
-        return "The car is moving right, so I accelerate right to build momentum.", 3
-    return "The car is moving left, so I accelerate left to swing higher.", 1
-
-
-def rule_acrobot(system, user):
-    *_, lower_velocity = _floats(user)
-    if lower_velocity > 0:
-        return "The lower link swings positively, so I push it further with positive torque.", 3
-    return "The lower link swings negatively, so I push it further with negative torque.", 1
-
-
-def rule_pendulum(system, user):
-    angle, cos, sin, velocity = _floats(user)
-    if cos > 0.85:                               # near the top: a PD controller holds it there
-        torque = -(8.0 * angle + 1.5 * velocity)
-        return "It is near upright, so I brake it toward the top.", float(np.clip(torque, -2, 2))
-    energy = 0.5 * velocity ** 2 - 10.0 * (1.0 - cos)   # 0 when it would just reach the top
-    if energy < 0:                               # too little energy: push along the swing
-        return "It needs more energy, so I push along its swing.", 2.0 if velocity >= 0 else -2.0
-    return "It has enough energy to reach the top, so I let it swing.", 0.0
-
-
-def rule_cliff_walking(system, user):
-    (row, col), = _cells(user)
-    if row == 3:
-        return "I am on the bottom row next to the cliff, so I step up first.", 1
-    if col == 11:
-        return "I am above the goal column, so I move down.", 3
-    if row == 2:
-        return "The row above the cliff is safe, so I move right toward the goal.", 2
-    return "I move down toward the safe row above the cliff.", 3
-
-
-_GRID_MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
-UNREACHABLE = 99                                 # "moves to the goal" of a wall or the grid's edge
-
-
-def _distances(free: Callable, n_rows: int, n_cols: int, goal: tuple) -> dict:
-    """Breadth-first search: moves from every reachable cell to the goal."""
-    distance, frontier = {goal: 0}, [goal]
-    while frontier:
-        cell = frontier.pop(0)
-        for dr, dc in _GRID_MOVES.values():
-            nxt = (cell[0] + dr, cell[1] + dc)
-            if 0 <= nxt[0] < n_rows and 0 <= nxt[1] < n_cols and nxt not in distance \
-                    and free(nxt, cell):
-                distance[nxt] = distance[cell] + 1
-                frontier.append(nxt)
-    return distance
-
-
-HOLE = 20                                        # a hole costs more than any path around it
-
-
-def rule_frozen_lake(system, user):
-    lake = _map_lines(system, "SFHG")
-    n_rows, n_cols = len(lake), len(lake[0])
-    (row, col), = _cells(user)
-    goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
-    distance = _distances(lambda cell, _: lake[cell[0]][cell[1]] != "H", n_rows, n_cols, goal)
-
-    def after(move):                             # where a move lands: the edge leaves you in place
-        r, c = row + _GRID_MOVES[move][0], col + _GRID_MOVES[move][1]
-        return (r, c) if 0 <= r < n_rows and 0 <= c < n_cols else (row, col)
-
-    def risk(move):                              # the ice slides sideways 2 times in 3
-        sideways = ["up", "down"] if move in ("left", "right") else ["left", "right"]
-        return sum(distance.get(after(m), HOLE) for m in [move] + sideways)
-
-    best = min(_GRID_MOVES, key=risk)
-    return (f"Going {best} keeps me closest to the goal even if I slide sideways.",
-            ["left", "down", "right", "up"].index(best) + 1)
-
-
-def rule_taxi(system, user):
-    walls = _map_lines(system, "+-|: RGYB")[1:-1]      # the 5 rows between the borders
-
-    def free(a, b):                                    # can the taxi move between cells a and b?
-        if a[0] != b[0]:
-            return True                                # no walls between rows
-        return walls[a[0]][2 * min(a[1], b[1]) + 2] != "|"
-
-    taxi, target = _cells(user)[:2]                    # the taxi, then the passenger or destination
-    carrying = "in the taxi" in user
-    if taxi == target:
-        return (("We are at the destination, so I drop off the passenger.", 6) if carrying else
-                ("The passenger is here, so I pick them up.", 5))
-    distance = _distances(free, 5, 5, target)
-    names = {"down": ("south", 1), "up": ("north", 2), "right": ("east", 3), "left": ("west", 4)}
-
-    def cost(move):                                    # moves left to the target after `move`
-        nxt = (taxi[0] + _GRID_MOVES[move][0], taxi[1] + _GRID_MOVES[move][1])
-        return distance.get(nxt, UNREACHABLE) if free(taxi, nxt) else UNREACHABLE
-
-    best = min(names, key=cost)
-    who = "destination" if carrying else "passenger"
-    return f"The {who} is that way, so I drive {names[best][0]}.", names[best][1]
-
-
-SCRIPTED_RULES = {
-    "CartPole": rule_cartpole, "MountainCar": rule_mountain_car, "Acrobot": rule_acrobot,
-    "Pendulum": rule_pendulum, "CliffWalking": rule_cliff_walking,
-    "FrozenLake": rule_frozen_lake, "Taxi": rule_taxi,
-}
-
-
 class ScriptedChat:
     """A stand-in for an LLM: rules of thumb behind the chat interface. Not a language model.
 
@@ -697,251 +527,13 @@ class ScriptedChat:
         return Reply(f"{reason}\nAction: {action}")
 
 
-# The HTTP client: POST {base_url}/chat/completions, the OpenAI-compatible protocol spoken by
-# OpenAI, Ollama (http://localhost:11434/v1), vLLM (:8000/v1), llama.cpp's server and LM Studio.
-# Real servers fail in real ways: the client retries what a retry can fix and explains the rest.
-
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
-CONNECT_TIMEOUT = 5.0
-OPENAI_URL = "https://api.openai.com/v1"
-
-
-class ChatClient:
-    """A minimal Chat Completions client over `requests`: retries, clear errors, a cache,
-    usage accounting. One HTTP session per thread, so episodes can run in parallel."""
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None,
-                 temperature: float = 0.0, max_tokens: int = 256, seed: int | None = 0,
-                 timeout: float = 60.0, retries: int = 4, sleep: Callable = time.sleep):
-        self.base_url, self.model = base_url.rstrip("/"), model
-        self.url = self.base_url + "/chat/completions"
-        # Local servers ignore the key, but some proxies refuse a request without the header.
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
-        self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
-        self.timeout, self.retries, self.sleep = timeout, retries, sleep
-        self.name = f"{model} @ {self.base_url}"
-        self.cache: dict = {}                    # request key -> Reply (filled from a transcript)
-        self.stats = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0,
-                          seconds=0.0)
-        self._lock, self._local = threading.Lock(), threading.local()
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> ChatClient:
-        cfg.check()
-        return cls(cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL, cfg.model,
-                   cfg.api_key, cfg.temperature, cfg.max_tokens, cfg.llm_seed, cfg.timeout,
-                   cfg.retries)
-
-    def settings(self) -> dict:
-        """What shapes the replies, for a dataset's metadata. Never the API key."""
-        return dict(base_url=self.base_url, model=self.model, temperature=self.temperature,
-                    max_tokens=self.max_tokens, seed=self.seed)
-
-    def request(self, messages: list, sample: int = 0) -> dict:
-        """The request body. Sampling parameters are always explicit: servers' defaults differ.
-        Each sample of a vote gets its own seed, or a seeded server would repeat one answer."""
-        body = dict(model=self.model, messages=messages, temperature=self.temperature,
-                    max_tokens=self.max_tokens, stream=False)
-        if self.seed is not None:
-            body["seed"] = self.seed + sample
-        return body
-
-    def request_key(self, body: dict, sample: int, where: tuple = ()) -> str:
-        """The cache key: a hash of the URL, the request body and the sample index (never the
-        API key). At temperature 0 a prompt has one answer, so a revisited state may replay it
-        from anywhere; when sampling, the key also names the (episode, step) that asks, so a
-        revisited state gets a fresh sample and a resumed episode replays its own answers."""
-        request = dict(url=self.url, sample=sample, **body)
-        if self.temperature > 0:
-            request["where"] = list(where)
-        canonical = json.dumps(request, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
-        body = self.request(messages, sample)
-        key = self.request_key(body, sample, where)
-        if key in self.cache:
-            with self._lock:
-                self.stats["cached"] += 1
-            return dataclasses.replace(self.cache[key], cached=True, key=key)
-        reply = self._post(body)
-        reply.key = key
-        with self._lock:
-            self.stats["calls"] += 1
-            self.stats["seconds"] += reply.latency
-            for name in ("prompt_tokens", "completion_tokens"):
-                self.stats[name] += int((reply.usage or {}).get(name) or 0)
-        return reply
-
-    def _session(self) -> requests.Session:
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        return self._local.session
-
-    def _post(self, body: dict) -> Reply:
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        for attempt in range(self.retries + 1):
-            started, wait = time.time(), None
-            try:
-                response = self._session().post(self.url, json=body, headers=headers,
-                                                timeout=(CONNECT_TIMEOUT, self.timeout))
-            except requests.ReadTimeout:
-                problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
-                           f"raise --timeout or check the server")
-            except requests.ConnectionError as error:
-                problem = (f"cannot reach the server at {self.base_url} "
-                           f"({type(error).__name__}); is it running? check --base-url")
-            except requests.RequestException as error:
-                problem = f"the connection to {self.url} failed ({type(error).__name__})"
-            else:
-                if response.status_code == 200:      # an answer that is not a chat completion
-                    reply, problem = self._read(response, time.time() - started)   # will not
-                    if reply is None:                                              # heal: no retry
-                        raise LoroError(problem)
-                    return reply
-                else:
-                    problem = self._explain(response)
-                    if response.status_code not in RETRY_STATUSES:
-                        raise LoroError(problem)
-                    wait = retry_after(response.headers)
-            if attempt == self.retries:
-                raise LoroError(f"{problem} (gave up after {self.retries} retries)")
-            with self._lock:
-                self.stats["retries"] += 1
-            self.sleep(wait if wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
-
-    def _read(self, response: requests.Response, latency: float) -> tuple:
-        """A 200 answer -> (Reply, None), or (None, problem) if it is not a chat completion."""
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and "error" in data:      # some servers report errors with 200
-            raise LoroError(self._explain(response))
-        try:
-            choice = data["choices"][0]
-            content = choice["message"].get("content")
-        except (TypeError, KeyError, IndexError, AttributeError):
-            snippet = " ".join(response.text.replace(self.api_key, "***").split())[:80]
-            return None, (f"the server at {self.url} answered with something that is not a chat "
-                          f"completion ({snippet!r}); --base-url should be an OpenAI-compatible "
-                          f"API, usually ending in /v1")
-        if isinstance(content, list):            # content as a list of parts: keep the text ones
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        return Reply(content, choice.get("finish_reason"), usage, latency), None
-
-    def _explain(self, response: requests.Response) -> str:
-        """An error answer -> one line that says what is wrong and what to do."""
-        code, message = response.status_code, error_message(response, secret=self.api_key)
-        lowered = message.lower()
-        said = f"HTTP {code}: {message}"
-        if code in (401, 403) or "api key" in lowered:
-            return (f"the server at {self.base_url} rejected the API key ({said}); "
-                    f"set --api-key or OPENAI_API_KEY")
-        if "model" in lowered and any(w in lowered for w in ("not found", "does not exist",
-                                                              "invalid model", "no models")):
-            return (f"model {self.model!r} is not available at {self.base_url} ({said}); check "
-                    f"--model, or pull it first (e.g. `ollama pull {self.model}`)")
-        if code == 404:
-            return (f"no chat endpoint at {self.url} ({said}); --base-url should end in /v1, "
-                    f"e.g. http://localhost:11434/v1")
-        if any(w in lowered for w in ("context length", "context size", "context window",
-                                      "maximum context", "too many tokens", "too long")):
-            return (f"the prompt does not fit the model's context window ({said}); lower "
-                    f"--max-tokens, use --prompt-mode direct, or serve a longer context")
-        if code == 429:
-            return f"the server at {self.base_url} is rate-limiting us ({said})"
-        return f"the server at {self.base_url} answered {said}"
-
-
-def error_message(response: requests.Response, secret: str | None = None) -> str:
-    """The message inside an error body, whichever shape the server uses: {"error": {"message"}}
-    (OpenAI, Ollama, llama.cpp), {"error": "..."} (vLLM auth, LM Studio), {"message": ...}
-    (older vLLM), {"detail": ...} (FastAPI), or plain text."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    message = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-        elif isinstance(error, str):
-            message = error
-        message = message or body.get("message") or body.get("detail")
-    if not isinstance(message, str) or not message.strip():
-        message = response.text or response.reason or "no details"
-    if secret:                                   # some servers echo the key they rejected
-        message = message.replace(secret, "***")
-    return " ".join(message.split())[:300]
-
-
-def retry_after(headers) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds or an HTTP date, RFC
-    9110 §10.2.3), capped at a minute; None if absent or unreadable."""
-    try:
-        if headers.get("retry-after-ms"):
-            seconds = float(headers["retry-after-ms"]) / 1000
-        elif headers.get("Retry-After"):
-            value = headers["Retry-After"]
-            try:
-                seconds = float(value)
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                if when.tzinfo is None:          # "-0000" and asctime dates come back naive: UTC
-                    when = when.replace(tzinfo=datetime.timezone.utc)
-                seconds = when.timestamp() - time.time()
-        else:
-            return None
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None if math.isnan(seconds) else min(max(seconds, 0.0), 60.0)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
-    return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
-
-
-def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: int = 0):
-    """An OpenAI-compatible chat server on 127.0.0.1 that answers with the scripted stand-in
-    after a fixed delay: the real HTTP path with no model (for the notebook and benchmarks).
-    Returns (server, base_url); stop it with server.shutdown()."""
-    import http.server
-    stand_in, lock = ScriptedChat(env_id, noise, seed), threading.Lock()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with lock:
-                text = stand_in.chat(body["messages"]).text
-            time.sleep(latency)
-            answer = json.dumps(dict(object="chat.completion", model=body.get("model"), choices=[
-                dict(index=0, message=dict(role="assistant", content=text), finish_reason="stop")],
-                usage=dict(prompt_tokens=0, completion_tokens=0, total_tokens=0))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):           # keep the console quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-
-# --- §3 The dataset -------------------------------------------------------------------------
+# --- §3 The dataset ------------------------------------------------------------------------------
 # A row is (s_t, a_t, r_t, s_{t+1}, terminated, truncated): the state paired with an action is
 # the one the policy saw BEFORE acting (easy to get wrong: the paper's released code pairs the
 # action with the state after it). `terminated` means a real end (goal, hole, fall): no value
 # after it. `truncated` means the clock ran out: the next state still has a value (§4).
+# play_episode rolls out one episode; `collect` (Appendix C) plays many, in parallel and
+# resumably. data/ ships the LORO paper's own LLM datasets in this format (data/README.md).
 
 MAX_REWARD = 1e9                # no game here comes near; a larger reward is a broken file
 DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode")
@@ -983,177 +575,6 @@ class Dataset:
         episode = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
         return Dataset(*(getattr(self, k)[keep] for k in DATASET_KEYS[:-1]), episode,
                        meta=dict(self.meta))
-
-
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
-
-
-def shipped_datasets(env_id: str) -> dict:
-    """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
-    They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
-    prefix = env_id + "_"
-    names = sorted(f for f in os.listdir(DATA_DIR) if f.startswith(prefix) and f.endswith(".npz")) \
-        if os.path.isdir(DATA_DIR) else []
-    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names}
-
-
-def save_dataset(dataset: Dataset, path: str):
-    arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
-    tmp = path + ".tmp.npz"                      # write then rename: a crash never leaves half a file
-    np.savez_compressed(tmp, **arrays, meta=np.array(json.dumps(_jsonable(dataset.meta))))
-    os.replace(tmp, path)
-
-
-def load_dataset(path: str, env_id: str | None = None) -> Dataset:
-    """Read and validate a dataset file; a bad one is rejected with a one-line reason."""
-    if not os.path.exists(path):
-        raise LoroError(f"{path}: no such file; collect one with `python loro.py collect`")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as error:
-        raise LoroError(f"{path}: not a readable .npz file ({type(error).__name__}); "
-                        f"re-collect it with `python loro.py collect`") from None
-    missing = [k for k in DATASET_KEYS + ("meta",) if k not in arrays]
-    if missing:
-        raise LoroError(f"{path}: missing arrays {', '.join(missing)}; a dataset needs "
-                        f"{', '.join(DATASET_KEYS)} and meta")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-        assert isinstance(meta, dict)
-    except (ValueError, AssertionError):
-        raise LoroError(f"{path}: `meta` is not a JSON object") from None
-    dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
-    problem = check_dataset(dataset, env_id or meta.get("env_id"))
-    if problem:
-        raise LoroError(f"{path}: {problem}")
-    return dataset
-
-
-def check_dataset(d: Dataset, env_id: str | None) -> str | None:
-    """The first thing wrong with a dataset, or None."""
-    if not isinstance(d.meta.get("env_id"), str):
-        return ("its meta names no env_id, so nothing says which game it was collected on; "
-                "add \"env_id\" to meta or re-collect it with `python loro.py collect`")
-    if d.meta.get("env_id") != env_id:
-        return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
-                f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
-    spec = env_spec(env_id)
-    env = make_env(env_id)
-    if any(np.ndim(getattr(d, key)) == 0 for key in DATASET_KEYS):
-        return "every array must have one row per transition, not a single value"
-    n = len(d.rewards)
-    if n == 0:
-        return "holds no transitions"
-    for key in DATASET_KEYS:
-        if len(getattr(d, key)) != n:
-            return f"`{key}` has {len(getattr(d, key))} rows but `rewards` has {n}"
-    if d.terminated.dtype != bool or d.truncated.dtype != bool:
-        return "`terminated` and `truncated` must be bool arrays"
-    if d.episode.dtype.kind not in "iu" or np.any(np.diff(d.episode) < 0):
-        return "`episode` must be non-decreasing integers"
-    for key in ("obs", "next_obs", "actions", "rewards"):
-        x = getattr(d, key)
-        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-            return f"`{key}` holds NaN or infinite values"
-    for key in ("obs", "next_obs"):
-        space = env.observation_space
-        x = getattr(d, key)
-        if isinstance(space, gym.spaces.Discrete):
-            if x.dtype.kind not in "iu" or x.ndim != 1 or x.min() < 0 or x.max() >= space.n:
-                return f"`{key}` must hold integer states 0..{space.n - 1}, shape (N,)"
-        elif x.dtype.kind != "f" or x.shape[1:] != space.shape:
-            return f"`{key}` must be floats of shape (N, {', '.join(map(str, space.shape))})"
-    if spec.continuous_range:
-        low, high = spec.continuous_range
-        if d.actions.dtype.kind != "f" or d.actions.shape != (n, 1) or \
-                np.any(d.actions < low) or np.any(d.actions > high):
-            return f"`actions` must be floats of shape (N, 1) in [{low}, {high}]"
-    elif d.actions.dtype.kind not in "iu" or d.actions.ndim != 1 or d.actions.min() < 0 \
-            or d.actions.max() >= len(spec.actions):
-        return f"`actions` must be integers 0..{len(spec.actions) - 1}, shape (N,)"
-    if d.rewards.dtype.kind != "f" or np.abs(d.rewards).max() > MAX_REWARD:
-        return f"`rewards` must be floats of magnitude at most {MAX_REWARD:g}"
-    ends = d.terminated | d.truncated
-    last = np.r_[d.episode[1:] != d.episode[:-1], True]
-    if np.any(ends != last):
-        return "every episode must end, and only end, with terminated or truncated"
-    same = ~last[:-1]                            # consecutive rows of one episode
-    if not np.allclose(d.next_obs[:-1][same], d.obs[1:][same]):
-        return "within an episode `next_obs` of a row must equal `obs` of the next row " \
-               "(is the action paired with the state after it?)"
-    return None
-
-
-def _append(path: str):
-    """Open a file for appending one JSON line at a time. If a crash cut its last line short,
-    end that line first, so the next record does not glue onto it."""
-    if os.path.exists(path) and os.path.getsize(path):
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        if torn:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write("\n")
-    return open(path, "a", encoding="utf-8")
-
-
-def _json_lines(path: str):
-    """The records of a JSON-lines file; a line cut short by a crash is skipped."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-
-
-class Transcript:
-    """Every chat call as one JSON line: the messages, the reply, the parsed action, the rule
-    that parsed it, latency, usage, episode and step. A step answered from the cache gets a
-    short line marked "cached". The transcript doubles as the request cache: a re-run replays
-    answered prompts from it instead of asking the server again. Thread-safe; append-only."""
-
-    def __init__(self, path: str):
-        self.path, self.lock, self.cache = path, threading.Lock(), {}
-        for record in _json_lines(path):
-            if record.get("key") and not record.get("cached"):
-                self.cache[record["key"]] = Reply(record["reply"], record["finish_reason"],
-                                                  record.get("usage"), cached=True)
-        self.file = _append(path)
-
-    def log(self, episode: int, step: int, messages: list, replies: list, action, rule: str):
-        for sample, reply in enumerate(replies):
-            record = dict(key=reply.key, episode=episode, step=step, sample=sample,
-                          action=_jsonable(action), rule=rule)
-            if reply.cached:
-                record["cached"] = True
-            else:
-                record.update(messages=messages, reply=reply.text,
-                              finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                              usage=reply.usage)
-            with self.lock:
-                self.file.write(json.dumps(record) + "\n")
-                self.file.flush()
-                if reply.key and not reply.cached:
-                    self.cache[reply.key] = Reply(reply.text, reply.finish_reason, reply.usage,
-                                                  cached=True)
-
-    def usage(self) -> dict:
-        """Answered calls, tokens and seconds over every run of this collection."""
-        total = dict(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
-        for record in _json_lines(self.path):
-            if record.get("cached"):
-                total["cached"] += 1
-                continue
-            total["calls"] += 1
-            total["seconds"] += record.get("latency") or 0.0
-            for name in ("prompt_tokens", "completion_tokens"):
-                total[name] += int((record.get("usage") or {}).get(name) or 0)
-        total["seconds"] = round(total["seconds"], 2)
-        return total
 
 
 # Every random stream of a run has its own key, so no two streams share a seed (the prior's
@@ -1198,155 +619,58 @@ def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "dire
             return dict(episode=episode, rows=rows, counts=counts)
 
 
-def _to_arrays(spec: EnvSpec, episodes: list) -> dict:
-    rows = [(*row, e["episode"]) for e in episodes for row in e["rows"]]
-    continuous = spec.continuous_range is not None
-    tabular = spec.learner == "tabular"
-    cols = list(zip(*rows)) if rows else [[]] * 7
-    obs_type = np.int64 if tabular else np.float32
-    return dict(obs=np.array(cols[0], dtype=obs_type),
-                actions=np.array(cols[1], dtype=np.float32 if continuous else np.int64),
-                rewards=np.array(cols[2], dtype=np.float64),
-                next_obs=np.array(cols[3], dtype=obs_type),
-                terminated=np.array(cols[4], dtype=bool), truncated=np.array(cols[5], dtype=bool),
-                episode=np.array(cols[6], dtype=np.int64))
+def save_dataset(dataset: Dataset, path: str):
+    arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
+    tmp = path + ".tmp.npz"                      # write then rename: a crash never leaves half a file
+    np.savez_compressed(tmp, **arrays, meta=np.array(json.dumps(_jsonable(dataset.meta))))
+    os.replace(tmp, path)
 
 
-def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
-            mode: str = "direct", votes: int = 1, workers: int = 1, out: str | None = None,
-            meta: dict | None = None, log: Callable = print,
-            max_steps: int | None = None) -> Dataset:
-    """Step 1 of LORO: the prior plays `n_episodes`; its transitions become a Dataset. It stops
-    as soon as the finished episodes take more than `max_steps` steps (the run's budget).
-
-    With `out`, the collection is resumable: every finished episode is appended at once to
-    OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (which doubles as the
-    request cache), so after a crash, Ctrl-C or a lost server the same command asks the model
-    only for what is missing. Episodes run `workers` at a time; steps within one are sequential.
-    """
-    if mode not in PROMPT_MODES:
-        raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
-    meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
-        (meta or {}).get("prompt", {}), mode=mode, votes=votes if mode == "vote" else 1))
-    done, journal, transcript = {}, None, None
-    if out:
-        done = _resume(out, meta, log)
-        journal = _append(out + ".episodes.jsonl")
-        transcript = Transcript(out + ".transcript.jsonl")
-    todo = [e for e in range(n_episodes) if e not in done]
-
-    def one(e):
-        chat = chat_for_episode(e)
-        if transcript is not None and hasattr(chat, "cache"):
-            chat.cache = transcript.cache
-        return play_episode(spec, chat, e, seed, mode, votes, transcript, stop)
-
-    stop, started = threading.Event(), time.time()
-    pool = concurrent.futures.ThreadPoolExecutor(max(1, workers))
+def load_dataset(path: str, env_id: str | None = None) -> Dataset:
+    """Read and validate a dataset file; a bad one is rejected with a one-line reason."""
+    if not os.path.exists(path):
+        raise LoroError(f"{path}: no such file; collect one with `python loro.py collect`")
     try:
-        for future in concurrent.futures.as_completed([pool.submit(one, e) for e in todo]):
-            result = future.result()
-            done[result["episode"]] = result
-            if journal is not None:                # each line says how it was collected
-                settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-                journal.write(json.dumps(_jsonable(dict(result, settings=settings))) + "\n")
-                journal.flush()
-            log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
-                f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
-                f"{time.time() - started:.0f}s)")
-            steps = sum(len(e["rows"]) for e in done.values())
-            if max_steps is not None and steps > max_steps:
-                raise LoroError(f"the prior's episodes take more than --budget-steps {max_steps} "
-                                f"({steps} steps after {len(done)} of {n_episodes} episodes); "
-                                f"raise the budget or lower --prior-episodes")
-    except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        if journal is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
-            raise
-        journal.close()
-        saved = f"{len(done)} of {n_episodes} episodes are saved in {out}.episodes.jsonl"
-        if isinstance(error, KeyboardInterrupt):
-            raise LoroError(f"interrupted: {saved}; run the same command again to resume")
-        raise LoroError(f"{error} ({saved}; run the same command again to resume)")
-    pool.shutdown()
-    dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
-    if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
-        causes = dataset.meta["fallback_causes"]
-        log(f"warning: {dataset.meta['fallback_rate']:.0%} of the steps fell back to a random "
-            f"action (" + ", ".join(f"{c}: {n}" for c, n in causes.items()) + "); the data is "
-            f"mostly a random policy's: check the model, --max-tokens and --prompt-mode")
-    if out:
-        journal.close()
-        if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
-            dataset.meta["usage"] = transcript.usage()
-            save_dataset(dataset, out)
-        else:
-            log(f"  {out} already holds {len(done)} episodes; nothing to collect")
-        os.remove(out + ".episodes.jsonl")
-    return dataset.select_episodes(range(n_episodes))
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as error:
+        raise LoroError(f"{path}: not a readable .npz file ({type(error).__name__}); "
+                        f"re-collect it with `python loro.py collect`") from None
+    missing = [k for k in DATASET_KEYS + ("meta",) if k not in arrays]
+    if missing:
+        raise LoroError(f"{path}: missing arrays {', '.join(missing)}; a dataset needs "
+                        f"{', '.join(DATASET_KEYS)} and meta")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        assert isinstance(meta, dict)
+    except (ValueError, AssertionError):
+        raise LoroError(f"{path}: `meta` is not a JSON object") from None
+    dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
+    problem = check_dataset(dataset, env_id or meta.get("env_id"))
+    if problem:
+        raise LoroError(f"{path}: {problem}")
+    return dataset
 
 
-def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
-    """Finished episodes -> a Dataset, with the parse counts in its metadata."""
-    counts = {rule: sum(e["counts"].get(rule, 0) for e in episodes) for rule in PARSE_RULES}
-    causes = {c: sum(e["counts"].get(c, 0) for e in episodes) for c in FALLBACK_CAUSES}
-    meta = dict(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), episodes=len(episodes),
-                parse_counts=counts, parse_counts_per_episode=[e["counts"] for e in episodes],
-                fallback_causes=causes,
-                fallback_rate=counts["fallback"] / max(sum(counts.values()), 1))
-    return Dataset(**_to_arrays(spec, episodes), meta=meta)
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
 
 
-def _resume(out: str, meta: dict, log: Callable) -> dict:
-    """Finished episodes of an earlier run of the same collection, by episode index: from the
-    finished file OUT, then from the journal OUT.episodes.jsonl of an interrupted run."""
-    done = {}
-    if os.path.exists(out):
-        old = load_dataset(out)
-        _same_collection(out, old.meta, meta)
-        meta["created"] = old.meta.get("created")
-        for i, e in enumerate(np.unique(old.episode)):
-            rows = [tuple(getattr(old, k)[j] for k in DATASET_KEYS[:6])
-                    for j in np.flatnonzero(old.episode == e)]
-            done[int(e)] = dict(episode=int(e), rows=rows,
-                                counts=old.meta["parse_counts_per_episode"][i])
-    journal = out + ".episodes.jsonl"
-    for episode in _json_lines(journal):      # a line cut short by a crash: that episode reruns
-        _same_collection(journal, episode.pop("settings", {}), meta)
-        episode["rows"] = [tuple(row) for row in episode["rows"]]
-        done[episode["episode"]] = episode
-    if done:
-        log(f"  resuming: {len(done)} finished episodes found for {out}")
-    return done
+def shipped_datasets(env_id: str) -> dict:
+    """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
+    They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
+    prefix = env_id + "_"
+    names = sorted(f for f in os.listdir(DATA_DIR) if f.startswith(prefix) and f.endswith(".npz")) \
+        if os.path.isdir(DATA_DIR) else []
+    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names}
 
 
-def _same_collection(path: str, old: dict, new: dict):
-    for key in ("env_id", "source", "seed", "prompt"):
-        if old.get(key) != new.get(key):
-            raise LoroError(f"{path} was collected with {key}={old.get(key)!r}, not "
-                            f"{new.get(key)!r}; choose another --out or the same settings")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# --- §4 Learners ----------------------------------------------------------------------------
+# --- §4 Learners ---------------------------------------------------------------------------------
 # Three off-policy learners from scratch, simplest first. They share method names, not a base
 # class:  act(obs, rng, greedy=False) -> action   and   update(s, a, r, s2, terminated) -> float,
 # where the update takes a minibatch (arrays, batch first) from a replay buffer (§5).
 # Every target bootstraps through a time-limit cut: only `terminated` zeroes the next value.
 # (A truncated episode did not end; its last state still has a future. Easy to overlook.)
-
 
 def epsilon_at(schedule: tuple, step: int) -> float:
     """Exploration rate at a step of the budget: linear from `start` to `end` over `decay` steps."""
@@ -1676,7 +1000,7 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
                        rng, gamma=spec.gamma, **hyper)
 
 
-# --- §5 The warm start ----------------------------------------------------------------------
+# --- §5 The warm start ---------------------------------------------------------------------------
 # Steps 2 and 3 of LORO, in three ingredients that can each be switched off (Config):
 #
 #  1. Where untried actions start (`init_untried`). The data says nothing about the actions the
@@ -1790,19 +1114,19 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
                     untried_values(cfg.init_untried, spec, prior))
 
 
-# --- §6 The same-budget experiment ---------------------------------------------------------
+# --- §6 The same-budget experiment ---------------------------------------------------------------
 # Five methods share one budget of environment steps; every step any of them takes counts,
 # the prior's included (step 4 of LORO):
 #   rl      the learner alone, online from scratch
 #   llm     the prior alone, playing the whole budget
 #   mix     the prior's episodes, then the learner online with the prior's data in its buffer
-#   loro    the same, with offline pre-training on the prior's data first
+#   loro    the same, with the warm start of §5 first
 #   random  uniformly random actions
-# Every `eval_every` steps the curve gets one point: the learner's greedy return over
-# `eval_episodes` episodes of a separate environment or, while no learner is acting (the
-# prior's phase, llm, random), the return of the episode the acting policy is playing then.
+# Two curves score a run, one point every `eval_every` steps. The paper's: the learner's greedy
+# return over `eval_episodes` episodes of a separate environment, where exploring costs nothing.
+# What the agent earned: the return of the episode it was playing then, exploration included.
+# While no learner acts (the prior's phase, llm, random) both are the acting policy's episode.
 # The paper's metric is the sum of the curve: the cumulative reward over the budget.
-
 
 def checkpoints(cfg: Config) -> np.ndarray:
     return np.arange(cfg.eval_every, cfg.budget_steps + 1, cfg.eval_every)
@@ -1951,6 +1275,12 @@ def summarize(curve: np.ndarray, points: np.ndarray, threshold: float, prior_ste
                 steps_to_threshold=int(points[reached[0]]) if len(reached) else None)
 
 
+def learner_starts(method: str, prior_steps: int) -> int | None:
+    """The step after which a method's points are a learner's: rl from the start, mix and loro
+    after the prior's episodes; llm and random never learn (None)."""
+    return {"rl": 0, "mix": prior_steps, "loro": prior_steps}.get(method)
+
+
 def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
     """episode -> chat: an HTTP client to the LLM if --model is set, else the stand-in."""
     if cfg.model:
@@ -1969,6 +1299,14 @@ def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
     if cfg.model:
         return f"LLM {cfg.model} at {cfg.base_url or os.environ.get('OPENAI_BASE_URL') or OPENAI_URL}"
     return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM"
+
+
+def prior_kind(cfg: Config, recorded: Dataset | None) -> str:
+    if cfg.model:
+        return "live LLM"
+    if recorded is not None and not str(recorded.meta.get("source", "")).startswith("scripted"):
+        return "recorded LLM"
+    return "stand-in"
 
 
 def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
@@ -2061,36 +1399,6 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
                  for m, rs in results.items()})
 
 
-def learner_starts(method: str, prior_steps: int) -> int | None:
-    """The step after which a method's points are a learner's: rl from the start, mix and loro
-    after the prior's episodes; llm and random never learn (None)."""
-    return {"rl": 0, "mix": prior_steps, "loro": prior_steps}.get(method)
-
-
-def prior_kind(cfg: Config, recorded: Dataset | None) -> str:
-    if cfg.model:
-        return "live LLM"
-    if recorded is not None and not str(recorded.meta.get("source", "")).startswith("scripted"):
-        return "recorded LLM"
-    return "stand-in"
-
-
-def verdict(results: dict) -> str:
-    """One plain line: did the warm start pay over the whole budget, and what did it cost?"""
-    m = results["methods"]
-    if "rl" not in m or "loro" not in m:
-        return ""
-    rl, loro = (np.mean(m[k]["cumulative"]) for k in ("rl", "loro"))
-    gain = (loro - rl) / abs(rl) if rl else 0.0
-    return (f"{results['env']}: the warm start {'paid' if loro >= rl else 'did not pay'}: loro "
-            f"{loro:,.0f} against rl {rl:,.0f} ({gain:+.0%}). The prior's "
-            f"{results['prior']['episodes']} episodes ({np.mean(results['prior']['steps']):,.0f} "
-            f"steps) scored {np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
-            f"{np.mean(m['rl']['prior_phase']):,.0f}; after them loro scored "
-            f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
-            f"{np.mean(m['rl']['learner_phase']):,.0f}.")
-
-
 def results_table(results: dict) -> str:
     """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
     the agent earned while learning; final return; steps to the threshold)."""
@@ -2117,12 +1425,27 @@ def results_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-# --- §7 Diagnostics -------------------------------------------------------------------------
+def verdict(results: dict) -> str:
+    """One plain line: did the warm start pay over the whole budget, and what did it cost?"""
+    m = results["methods"]
+    if "rl" not in m or "loro" not in m:
+        return ""
+    rl, loro = (np.mean(m[k]["cumulative"]) for k in ("rl", "loro"))
+    gain = (loro - rl) / abs(rl) if rl else 0.0
+    return (f"{results['env']}: the warm start {'paid' if loro >= rl else 'did not pay'}: loro "
+            f"{loro:,.0f} against rl {rl:,.0f} ({gain:+.0%}). The prior's "
+            f"{results['prior']['episodes']} episodes ({np.mean(results['prior']['steps']):,.0f} "
+            f"steps) scored {np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
+            f"{np.mean(m['rl']['prior_phase']):,.0f}; after them loro scored "
+            f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
+            f"{np.mean(m['rl']['learner_phase']):,.0f}.")
+
+
+# --- §7 Diagnostics ------------------------------------------------------------------------------
 # Why does (or doesn't) the warm start pay? The paper's argument is coverage: the LLM's data
 # "sufficiently covers state-actions visited by optimal policies". For the grid games the
 # optimal policy can be computed exactly from the environment's own transition table
 # (env.unwrapped.P), so coverage becomes a number instead of a hope.
-
 
 def transition_table(env_id: str) -> tuple:
     """gymnasium's P[s][a] = [(prob, s2, reward, terminated), ...] as flat arrays."""
@@ -2231,13 +1554,14 @@ def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), dataset
 
 
 def learner_speed(cfg: Config, alpha_scales=(1.0, 0.1), log: Callable = print) -> dict:
-    """The same comparison with the learner's step size scaled down: a warm start matters
-    most when learning from scratch is slow."""
-    return {scale: run_experiment(dataclasses.replace(cfg, alpha_scale=scale), log=log)
+    """rl against loro with the learner's step size scaled down: does a warm start matter more
+    when learning from scratch is slow?"""
+    return {scale: run_experiment(dataclasses.replace(cfg, alpha_scale=scale,
+                                                      methods=("rl", "loro")), log=log)
             for scale in alpha_scales}
 
 
-# --- §8 Plots -------------------------------------------------------------------------------
+# --- §8 Plots ------------------------------------------------------------------------------------
 # Functions return matplotlib figures; the caller shows or saves them.
 
 METHOD_STYLE = {"loro": ("tab:red", "LORO (pre-train + fine-tune)"),
@@ -2395,171 +1719,661 @@ def plot_learner_speed(by_scale: dict):
     return fig
 
 
-# --- §9 Command line ------------------------------------------------------------------------
+# --- Appendix A. The stand-in's rules ------------------------------------------------------------
+# The machinery starts here; a first reading can stop at §8. The stand-in (§2) looks up its
+# rule of thumb for each game here; each reads the observation and the map from the prompt.
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                    # one line, no usage dump
-        command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
-        self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
+# The scripted stand-in. It reads the same messages an LLM reads (numbers from the observation
+# text, the map from the system message) and answers in the same format, so the prompts, the
+# parser and the whole pipeline run without a model. It is a few rules of thumb, NOT an LLM:
+# results it produces are labelled "scripted(noise=...)" everywhere.
 
-
-def _add_run_options(p: argparse.ArgumentParser):
-    p.add_argument("--env", default=Config.env_id, help="environment id (default %(default)s)")
-    p.add_argument("--prior", help="a shipped LLM dataset by model name (e.g. qwen2.5-32b) or "
-                                   "'scripted' for the stand-in (default: qwen2.5-7b where shipped)")
-    p.add_argument("--dataset", help="a recorded .npz to use as the prior instead")
-    p.add_argument("--prior-noise", type=float,
-                   help=f"the stand-in's chance of a random answer (default {STAND_IN_NOISE})")
-    p.add_argument("--prior-episodes", type=int, default=Config.prior_episodes,
-                   help="episodes the prior plays, counted in the budget (default %(default)s)")
-    p.add_argument("--seeds", type=int, default=Config.seeds,
-                   help="independent runs per method (default %(default)s)")
-    p.add_argument("--seed", type=int, default=Config.seed, help="first seed (default %(default)s)")
-    p.add_argument("--budget-steps", type=int,
-                   help="environment steps per run, the prior's included (default: the paper's)")
-    p.add_argument("--eval-every", type=int, default=Config.eval_every,
-                   help="steps between points of the learning curve (default %(default)s)")
-    p.add_argument("--eval-episodes", type=int,
-                   help="greedy episodes per point (default: 1, more for stochastic games)")
-    p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
-    p.add_argument("--init-untried", choices=UNTRIED, default=Config.init_untried,
-                   help="where untried actions start before pre-training (default %(default)s)")
-    p.add_argument("--pretrain-updates", type=int,
-                   help="offline updates, loro only (default: the prior's rows / update_every)")
-    p.add_argument("--prior-share", type=float,
-                   help="fixed share of each minibatch from the prior (default: none reserved)")
-    p.add_argument("--alpha-scale", type=float, default=Config.alpha_scale,
-                   help="multiply the learner's step size (default %(default)s)")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="runs in parallel processes (default %(default)s)")
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--plot", help="write the learning curves here (.png)")
+def _floats(text: str) -> list:
+    return [float(x) for x in re.findall(r"[+-]\d+\.\d+", text)]
 
 
-def _add_llm_options(p: argparse.ArgumentParser):
-    g = p.add_argument_group("language model (the stand-in plays unless --model is given)")
-    g.add_argument("--model", help="model name, e.g. qwen2.5:7b-instruct (Ollama)")
-    g.add_argument("--base-url", help="OpenAI-compatible API, e.g. http://localhost:11434/v1; "
-                                      "default $OPENAI_BASE_URL, else OpenAI")
-    g.add_argument("--api-key", help="default $OPENAI_API_KEY; local servers need none")
-    g.add_argument("--temperature", type=float, default=Config.temperature,
-                   help="sampling temperature, always sent (default %(default)s)")
-    g.add_argument("--max-tokens", type=int, default=Config.max_tokens,
-                   help="reply length limit, always sent (default %(default)s)")
-    g.add_argument("--llm-seed", type=int, default=Config.llm_seed, help="sent as `seed`")
-    g.add_argument("--timeout", type=float, default=Config.timeout, help="seconds per reply")
-    g.add_argument("--retries", type=int, default=Config.retries,
-                   help="retries of 408/409/429/500/502/503/504/529 and timeouts, with backoff "
-                        "(default %(default)s)")
-    g.add_argument("--prompt-mode", choices=PROMPT_MODES, default=Config.prompt_mode)
-    g.add_argument("--votes", type=int, default=Config.votes, help="samples per step in vote mode")
-    g.add_argument("--workers", type=int, default=Config.workers, help="episodes at once")
+def _cells(text: str) -> list:
+    return [(int(r), int(c)) for r, c in re.findall(r"row (\d+), column (\d+)", text)]
 
 
-def config_from_args(args) -> Config:
-    fields = {f.name for f in dataclasses.fields(Config)}
-    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if "env" in vars(args):
-        values["env_id"] = args.env
-    if isinstance(values.get("methods"), str):
-        values["methods"] = tuple(m.strip() for m in values["methods"].split(",") if m.strip())
-    return Config(**values).check()
+def _map_lines(system: str, alphabet: str) -> list:
+    return [line for line in system.splitlines() if line and set(line) <= set(alphabet)]
 
 
-def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
-    """Check an output path BEFORE the work that fills it, so a long run is never lost to a
-    typo: a file name ending in one of `suffixes`, not a folder, in a folder we can write to
-    (tried by creating the file and removing it again)."""
-    if path is None:
-        return None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise LoroError(f"{flag} {path}: the folder {folder} does not exist; create it first")
-    if os.path.isdir(path):
-        raise LoroError(f"{flag} {path} is a folder; name a file in it, e.g. "
-                        f"{os.path.join(path, 'out' + suffixes[0])}")
-    if not path.lower().endswith(suffixes):
-        raise LoroError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
-    existed = os.path.exists(path)
+def rule_cartpole(system, user):
+    x, v, theta, omega = _floats(user)
+    if theta + 0.5 * omega > 0:
+        return "The pole leans or falls to the right, so I push the cart right.", 2
+    return "The pole leans or falls to the left, so I push the cart left.", 1
+
+
+def rule_mountain_car(system, user):
+    position, velocity = _floats(user)
+    if velocity >= 0:
+        return "The car is moving right, so I accelerate right to build momentum.", 3
+    return "The car is moving left, so I accelerate left to swing higher.", 1
+
+
+def rule_acrobot(system, user):
+    *_, lower_velocity = _floats(user)
+    if lower_velocity > 0:
+        return "The lower link swings positively, so I push it further with positive torque.", 3
+    return "The lower link swings negatively, so I push it further with negative torque.", 1
+
+
+def rule_pendulum(system, user):
+    angle, cos, sin, velocity = _floats(user)
+    if cos > 0.85:                               # near the top: a PD controller holds it there
+        torque = -(8.0 * angle + 1.5 * velocity)
+        return "It is near upright, so I brake it toward the top.", float(np.clip(torque, -2, 2))
+    energy = 0.5 * velocity ** 2 - 10.0 * (1.0 - cos)   # 0 when it would just reach the top
+    if energy < 0:                               # too little energy: push along the swing
+        return "It needs more energy, so I push along its swing.", 2.0 if velocity >= 0 else -2.0
+    return "It has enough energy to reach the top, so I let it swing.", 0.0
+
+
+def rule_cliff_walking(system, user):
+    (row, col), = _cells(user)
+    if row == 3:
+        return "I am on the bottom row next to the cliff, so I step up first.", 1
+    if col == 11:
+        return "I am above the goal column, so I move down.", 3
+    if row == 2:
+        return "The row above the cliff is safe, so I move right toward the goal.", 2
+    return "I move down toward the safe row above the cliff.", 3
+
+
+_GRID_MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
+UNREACHABLE = 99                                 # "moves to the goal" of a wall or the grid's edge
+
+
+def _distances(free: Callable, n_rows: int, n_cols: int, goal: tuple) -> dict:
+    """Breadth-first search: moves from every reachable cell to the goal."""
+    distance, frontier = {goal: 0}, [goal]
+    while frontier:
+        cell = frontier.pop(0)
+        for dr, dc in _GRID_MOVES.values():
+            nxt = (cell[0] + dr, cell[1] + dc)
+            if 0 <= nxt[0] < n_rows and 0 <= nxt[1] < n_cols and nxt not in distance \
+                    and free(nxt, cell):
+                distance[nxt] = distance[cell] + 1
+                frontier.append(nxt)
+    return distance
+
+
+HOLE = 20                                        # a hole costs more than any path around it
+
+
+def rule_frozen_lake(system, user):
+    lake = _map_lines(system, "SFHG")
+    n_rows, n_cols = len(lake), len(lake[0])
+    (row, col), = _cells(user)
+    goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
+    distance = _distances(lambda cell, _: lake[cell[0]][cell[1]] != "H", n_rows, n_cols, goal)
+
+    def after(move):                             # where a move lands: the edge leaves you in place
+        r, c = row + _GRID_MOVES[move][0], col + _GRID_MOVES[move][1]
+        return (r, c) if 0 <= r < n_rows and 0 <= c < n_cols else (row, col)
+
+    def risk(move):                              # the ice slides sideways 2 times in 3
+        sideways = ["up", "down"] if move in ("left", "right") else ["left", "right"]
+        return sum(distance.get(after(m), HOLE) for m in [move] + sideways)
+
+    best = min(_GRID_MOVES, key=risk)
+    return (f"Going {best} keeps me closest to the goal even if I slide sideways.",
+            ["left", "down", "right", "up"].index(best) + 1)
+
+
+def rule_taxi(system, user):
+    walls = _map_lines(system, "+-|: RGYB")[1:-1]      # the 5 rows between the borders
+
+    def free(a, b):                                    # can the taxi move between cells a and b?
+        if a[0] != b[0]:
+            return True                                # no walls between rows
+        return walls[a[0]][2 * min(a[1], b[1]) + 2] != "|"
+
+    taxi, target = _cells(user)[:2]                    # the taxi, then the passenger or destination
+    carrying = "in the taxi" in user
+    if taxi == target:
+        return (("We are at the destination, so I drop off the passenger.", 6) if carrying else
+                ("The passenger is here, so I pick them up.", 5))
+    distance = _distances(free, 5, 5, target)
+    names = {"down": ("south", 1), "up": ("north", 2), "right": ("east", 3), "left": ("west", 4)}
+
+    def cost(move):                                    # moves left to the target after `move`
+        nxt = (taxi[0] + _GRID_MOVES[move][0], taxi[1] + _GRID_MOVES[move][1])
+        return distance.get(nxt, UNREACHABLE) if free(taxi, nxt) else UNREACHABLE
+
+    best = min(names, key=cost)
+    who = "destination" if carrying else "passenger"
+    return f"The {who} is that way, so I drive {names[best][0]}.", names[best][1]
+
+
+SCRIPTED_RULES = {
+    "CartPole": rule_cartpole, "MountainCar": rule_mountain_car, "Acrobot": rule_acrobot,
+    "Pendulum": rule_pendulum, "CliffWalking": rule_cliff_walking,
+    "FrozenLake": rule_frozen_lake, "Taxi": rule_taxi,
+}
+
+
+# --- Appendix B. The HTTP client -----------------------------------------------------------------
+# POST {base_url}/chat/completions, the OpenAI-compatible protocol spoken by OpenAI, Ollama
+# (http://localhost:11434/v1), vLLM (:8000/v1), llama.cpp's server and LM Studio. Real servers
+# fail in real ways: the client retries what a retry can fix and explains the rest.
+
+# The HTTP client: POST {base_url}/chat/completions, the OpenAI-compatible protocol spoken by
+# OpenAI, Ollama (http://localhost:11434/v1), vLLM (:8000/v1), llama.cpp's server and LM Studio.
+# Real servers fail in real ways: the client retries what a retry can fix and explains the rest.
+
+RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
+CONNECT_TIMEOUT = 5.0
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+class ChatClient:
+    """A minimal Chat Completions client over `requests`: retries, clear errors, a cache,
+    usage accounting. One HTTP session per thread, so episodes can run in parallel."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None,
+                 temperature: float = 0.0, max_tokens: int = 256, seed: int | None = 0,
+                 timeout: float = 60.0, retries: int = 4, sleep: Callable = time.sleep):
+        self.base_url, self.model = base_url.rstrip("/"), model
+        self.url = self.base_url + "/chat/completions"
+        # Local servers ignore the key, but some proxies refuse a request without the header.
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
+        self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
+        self.timeout, self.retries, self.sleep = timeout, retries, sleep
+        self.name = f"{model} @ {self.base_url}"
+        self.cache: dict = {}                    # request key -> Reply (filled from a transcript)
+        self.stats = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0,
+                          seconds=0.0)
+        self._lock, self._local = threading.Lock(), threading.local()
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ChatClient:
+        cfg.check()
+        return cls(cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL, cfg.model,
+                   cfg.api_key, cfg.temperature, cfg.max_tokens, cfg.llm_seed, cfg.timeout,
+                   cfg.retries)
+
+    def settings(self) -> dict:
+        """What shapes the replies, for a dataset's metadata. Never the API key."""
+        return dict(base_url=self.base_url, model=self.model, temperature=self.temperature,
+                    max_tokens=self.max_tokens, seed=self.seed)
+
+    def request(self, messages: list, sample: int = 0) -> dict:
+        """The request body. Sampling parameters are always explicit: servers' defaults differ.
+        Each sample of a vote gets its own seed, or a seeded server would repeat one answer."""
+        body = dict(model=self.model, messages=messages, temperature=self.temperature,
+                    max_tokens=self.max_tokens, stream=False)
+        if self.seed is not None:
+            body["seed"] = self.seed + sample
+        return body
+
+    def request_key(self, body: dict, sample: int, where: tuple = ()) -> str:
+        """The cache key: a hash of the URL, the request body and the sample index (never the
+        API key). At temperature 0 a prompt has one answer, so a revisited state may replay it
+        from anywhere; when sampling, the key also names the (episode, step) that asks, so a
+        revisited state gets a fresh sample and a resumed episode replays its own answers."""
+        request = dict(url=self.url, sample=sample, **body)
+        if self.temperature > 0:
+            request["where"] = list(where)
+        canonical = json.dumps(request, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
+        body = self.request(messages, sample)
+        key = self.request_key(body, sample, where)
+        if key in self.cache:
+            with self._lock:
+                self.stats["cached"] += 1
+            return dataclasses.replace(self.cache[key], cached=True, key=key)
+        reply = self._post(body)
+        reply.key = key
+        with self._lock:
+            self.stats["calls"] += 1
+            self.stats["seconds"] += reply.latency
+            for name in ("prompt_tokens", "completion_tokens"):
+                self.stats[name] += int((reply.usage or {}).get(name) or 0)
+        return reply
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _post(self, body: dict) -> Reply:
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        for attempt in range(self.retries + 1):
+            started, wait = time.time(), None
+            try:
+                response = self._session().post(self.url, json=body, headers=headers,
+                                                timeout=(CONNECT_TIMEOUT, self.timeout))
+            except requests.ReadTimeout:
+                problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
+                           f"raise --timeout or check the server")
+            except requests.ConnectionError as error:
+                problem = (f"cannot reach the server at {self.base_url} "
+                           f"({type(error).__name__}); is it running? check --base-url")
+            except requests.RequestException as error:
+                problem = f"the connection to {self.url} failed ({type(error).__name__})"
+            else:
+                if response.status_code == 200:      # an answer that is not a chat completion
+                    reply, problem = self._read(response, time.time() - started)   # will not
+                    if reply is None:                                              # heal: no retry
+                        raise LoroError(problem)
+                    return reply
+                else:
+                    problem = self._explain(response)
+                    if response.status_code not in RETRY_STATUSES:
+                        raise LoroError(problem)
+                    wait = retry_after(response.headers)
+            if attempt == self.retries:
+                raise LoroError(f"{problem} (gave up after {self.retries} retries)")
+            with self._lock:
+                self.stats["retries"] += 1
+            self.sleep(wait if wait is not None else backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _read(self, response: requests.Response, latency: float) -> tuple:
+        """A 200 answer -> (Reply, None), or (None, problem) if it is not a chat completion."""
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "error" in data:      # some servers report errors with 200
+            raise LoroError(self._explain(response))
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content")
+        except (TypeError, KeyError, IndexError, AttributeError):
+            snippet = " ".join(response.text.replace(self.api_key, "***").split())[:80]
+            return None, (f"the server at {self.url} answered with something that is not a chat "
+                          f"completion ({snippet!r}); --base-url should be an OpenAI-compatible "
+                          f"API, usually ending in /v1")
+        if isinstance(content, list):            # content as a list of parts: keep the text ones
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        return Reply(content, choice.get("finish_reason"), usage, latency), None
+
+    def _explain(self, response: requests.Response) -> str:
+        """An error answer -> one line that says what is wrong and what to do."""
+        code, message = response.status_code, error_message(response, secret=self.api_key)
+        lowered = message.lower()
+        said = f"HTTP {code}: {message}"
+        if code in (401, 403) or "api key" in lowered:
+            return (f"the server at {self.base_url} rejected the API key ({said}); "
+                    f"set --api-key or OPENAI_API_KEY")
+        if "model" in lowered and any(w in lowered for w in ("not found", "does not exist",
+                                                              "invalid model", "no models")):
+            return (f"model {self.model!r} is not available at {self.base_url} ({said}); check "
+                    f"--model, or pull it first (e.g. `ollama pull {self.model}`)")
+        if code == 404:
+            return (f"no chat endpoint at {self.url} ({said}); --base-url should end in /v1, "
+                    f"e.g. http://localhost:11434/v1")
+        if any(w in lowered for w in ("context length", "context size", "context window",
+                                      "maximum context", "too many tokens", "too long")):
+            return (f"the prompt does not fit the model's context window ({said}); lower "
+                    f"--max-tokens, use --prompt-mode direct, or serve a longer context")
+        if code == 429:
+            return f"the server at {self.base_url} is rate-limiting us ({said})"
+        return f"the server at {self.base_url} answered {said}"
+
+
+def error_message(response: requests.Response, secret: str | None = None) -> str:
+    """The message inside an error body, whichever shape the server uses: {"error": {"message"}}
+    (OpenAI, Ollama, llama.cpp), {"error": "..."} (vLLM auth, LM Studio), {"message": ...}
+    (older vLLM), {"detail": ...} (FastAPI), or plain text."""
     try:
-        with open(path, "ab"):
-            pass
-        if not existed:
-            os.remove(path)
-    except OSError as error:
-        raise LoroError(f"{flag} {path}: cannot write there ({error.strerror}); choose a folder "
-                        f"you can write to") from None
-    return path
-
-
-PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def number_list(text: str, flag: str) -> tuple:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
+        body = response.json()
     except ValueError:
-        values = ()
-    if not values:
-        raise LoroError(f"{flag} takes comma-separated numbers, e.g. 0,0.5,1; got {text!r}")
-    return values
+        body = None
+    message = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+        elif isinstance(error, str):
+            message = error
+        message = message or body.get("message") or body.get("detail")
+    if not isinstance(message, str) or not message.strip():
+        message = response.text or response.reason or "no details"
+    if secret:                                   # some servers echo the key they rejected
+        message = message.replace(secret, "***")
+    return " ".join(message.split())[:300]
 
 
-def cmd_run(args, log=print):
-    cfg = config_from_args(args)
-    output_path(args.json, (".json",), "--json")
-    output_path(args.plot, PLOT_SUFFIXES, "--plot")
-    results = run_experiment(cfg, log)
-    log(results_table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f)
-        log(f"wrote {args.json}")
-    if args.plot:
-        plot_results(results).savefig(args.plot, dpi=120, bbox_inches="tight")
-        log(f"wrote {args.plot}")
-    return results
+def retry_after(headers) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds or an HTTP date, RFC
+    9110 §10.2.3), capped at a minute; None if absent or unreadable."""
+    try:
+        if headers.get("retry-after-ms"):
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("Retry-After"):
+            value = headers["Retry-After"]
+            try:
+                seconds = float(value)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value)
+                if when.tzinfo is None:          # "-0000" and asctime dates come back naive: UTC
+                    when = when.replace(tzinfo=datetime.timezone.utc)
+                seconds = when.timestamp() - time.time()
+        else:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return None if math.isnan(seconds) else min(max(seconds, 0.0), 60.0)
 
 
-def cmd_collect(args, log=print):
-    cfg = config_from_args(args)
-    spec = env_spec(cfg.env_id)
-    if not 1 <= args.episodes <= 100_000:
-        raise LoroError(f"--episodes must be a number from 1 to 100,000, got {args.episodes}")
-    output_path(args.out, (".npz",), "--out")
-    before = os.path.getmtime(args.out) if os.path.exists(args.out) else None
-    chat_for_episode = make_chat_factory(cfg, spec, cfg.seed)
-    first = chat_for_episode(0)
-    client = first if cfg.model else None
-    meta = dict(source=first.name, prompt=client.settings() if client else {})
-    log(f"collecting {args.episodes} episodes of {spec.env_id} with {meta['source']} "
-        f"({cfg.workers} at a time) into {args.out}")
-    started = time.time()
-    dataset = collect(spec, chat_for_episode, args.episodes, cfg.seed, cfg.prompt_mode, cfg.votes,
-                      cfg.workers, out=args.out, meta=meta, log=log)
-    m = dataset.meta
-    if client:
-        s, total = client.stats, m.get("usage", {})
-        log(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
-            f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
-            f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
-            f"this collection: {total.get('calls')} calls, {total.get('seconds')} s")
-    returns = dataset.episode_returns()
-    log(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
-        f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
-        f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
-    if before is None or os.path.getmtime(args.out) != before:
-        log(f"wrote {args.out} and {args.out}.transcript.jsonl")
-    return dataset
+def backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
+    return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
 
 
-def cmd_prompt(args, log=print):
-    spec = env_spec(args.env)
-    obs, _ = make_env(spec.env_id).reset(seed=args.seed)
-    for message in build_messages(spec, obs, args.prompt_mode):
-        log(f"--- {message['role']} ---\n{message['content']}")
-    return obs
+def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: int = 0):
+    """An OpenAI-compatible chat server on 127.0.0.1 that answers with the scripted stand-in
+    after a fixed delay: the real HTTP path with no model (for the notebook and benchmarks).
+    Returns (server, base_url); stop it with server.shutdown()."""
+    import http.server
+    stand_in, lock = ScriptedChat(env_id, noise, seed), threading.Lock()
 
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with lock:
+                text = stand_in.chat(body["messages"]).text
+            time.sleep(latency)
+            answer = json.dumps(dict(object="chat.completion", model=body.get("model"), choices=[
+                dict(index=0, message=dict(role="assistant", content=text), finish_reason="stop")],
+                usage=dict(prompt_tokens=0, completion_tokens=0, total_tokens=0))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):           # keep the console quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+# --- Appendix C. Collection: parallel, resumable, validated --------------------------------------------------
+# `collect` plays many episodes of play_episode (§3) on worker threads. With an output file it
+# journals every finished episode and every chat call, so a crash or Ctrl-C loses nothing.
+
+def _to_arrays(spec: EnvSpec, episodes: list) -> dict:
+    rows = [(*row, e["episode"]) for e in episodes for row in e["rows"]]
+    continuous = spec.continuous_range is not None
+    tabular = spec.learner == "tabular"
+    cols = list(zip(*rows)) if rows else [[]] * 7
+    obs_type = np.int64 if tabular else np.float32
+    return dict(obs=np.array(cols[0], dtype=obs_type),
+                actions=np.array(cols[1], dtype=np.float32 if continuous else np.int64),
+                rewards=np.array(cols[2], dtype=np.float64),
+                next_obs=np.array(cols[3], dtype=obs_type),
+                terminated=np.array(cols[4], dtype=bool), truncated=np.array(cols[5], dtype=bool),
+                episode=np.array(cols[6], dtype=np.int64))
+
+
+def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
+    """Finished episodes -> a Dataset, with the parse counts in its metadata."""
+    counts = {rule: sum(e["counts"].get(rule, 0) for e in episodes) for rule in PARSE_RULES}
+    causes = {c: sum(e["counts"].get(c, 0) for e in episodes) for c in FALLBACK_CAUSES}
+    meta = dict(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), episodes=len(episodes),
+                parse_counts=counts, parse_counts_per_episode=[e["counts"] for e in episodes],
+                fallback_causes=causes,
+                fallback_rate=counts["fallback"] / max(sum(counts.values()), 1))
+    return Dataset(**_to_arrays(spec, episodes), meta=meta)
+
+
+def check_dataset(d: Dataset, env_id: str | None) -> str | None:
+    """The first thing wrong with a dataset, or None."""
+    if not isinstance(d.meta.get("env_id"), str):
+        return ("its meta names no env_id, so nothing says which game it was collected on; "
+                "add \"env_id\" to meta or re-collect it with `python loro.py collect`")
+    if d.meta.get("env_id") != env_id:
+        return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
+                f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
+    spec = env_spec(env_id)
+    env = make_env(env_id)
+    if any(np.ndim(getattr(d, key)) == 0 for key in DATASET_KEYS):
+        return "every array must have one row per transition, not a single value"
+    n = len(d.rewards)
+    if n == 0:
+        return "holds no transitions"
+    for key in DATASET_KEYS:
+        if len(getattr(d, key)) != n:
+            return f"`{key}` has {len(getattr(d, key))} rows but `rewards` has {n}"
+    if d.terminated.dtype != bool or d.truncated.dtype != bool:
+        return "`terminated` and `truncated` must be bool arrays"
+    if d.episode.dtype.kind not in "iu" or np.any(np.diff(d.episode) < 0):
+        return "`episode` must be non-decreasing integers"
+    for key in ("obs", "next_obs", "actions", "rewards"):
+        x = getattr(d, key)
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            return f"`{key}` holds NaN or infinite values"
+    for key in ("obs", "next_obs"):
+        space = env.observation_space
+        x = getattr(d, key)
+        if isinstance(space, gym.spaces.Discrete):
+            if x.dtype.kind not in "iu" or x.ndim != 1 or x.min() < 0 or x.max() >= space.n:
+                return f"`{key}` must hold integer states 0..{space.n - 1}, shape (N,)"
+        elif x.dtype.kind != "f" or x.shape[1:] != space.shape:
+            return f"`{key}` must be floats of shape (N, {', '.join(map(str, space.shape))})"
+    if spec.continuous_range:
+        low, high = spec.continuous_range
+        if d.actions.dtype.kind != "f" or d.actions.shape != (n, 1) or \
+                np.any(d.actions < low) or np.any(d.actions > high):
+            return f"`actions` must be floats of shape (N, 1) in [{low}, {high}]"
+    elif d.actions.dtype.kind not in "iu" or d.actions.ndim != 1 or d.actions.min() < 0 \
+            or d.actions.max() >= len(spec.actions):
+        return f"`actions` must be integers 0..{len(spec.actions) - 1}, shape (N,)"
+    if d.rewards.dtype.kind != "f" or np.abs(d.rewards).max() > MAX_REWARD:
+        return f"`rewards` must be floats of magnitude at most {MAX_REWARD:g}"
+    ends = d.terminated | d.truncated
+    last = np.r_[d.episode[1:] != d.episode[:-1], True]
+    if np.any(ends != last):
+        return "every episode must end, and only end, with terminated or truncated"
+    same = ~last[:-1]                            # consecutive rows of one episode
+    if not np.allclose(d.next_obs[:-1][same], d.obs[1:][same]):
+        return "within an episode `next_obs` of a row must equal `obs` of the next row " \
+               "(is the action paired with the state after it?)"
+    return None
+
+
+def _append(path: str):
+    """Open a file for appending one JSON line at a time. If a crash cut its last line short,
+    end that line first, so the next record does not glue onto it."""
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("\n")
+    return open(path, "a", encoding="utf-8")
+
+
+def _json_lines(path: str):
+    """The records of a JSON-lines file; a line cut short by a crash is skipped."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+class Transcript:
+    """Every chat call as one JSON line: the messages, the reply, the parsed action, the rule
+    that parsed it, latency, usage, episode and step. A step answered from the cache gets a
+    short line marked "cached". The transcript doubles as the request cache: a re-run replays
+    answered prompts from it instead of asking the server again. Thread-safe; append-only."""
+
+    def __init__(self, path: str):
+        self.path, self.lock, self.cache = path, threading.Lock(), {}
+        for record in _json_lines(path):
+            if record.get("key") and not record.get("cached"):
+                self.cache[record["key"]] = Reply(record["reply"], record["finish_reason"],
+                                                  record.get("usage"), cached=True)
+        self.file = _append(path)
+
+    def log(self, episode: int, step: int, messages: list, replies: list, action, rule: str):
+        for sample, reply in enumerate(replies):
+            record = dict(key=reply.key, episode=episode, step=step, sample=sample,
+                          action=_jsonable(action), rule=rule)
+            if reply.cached:
+                record["cached"] = True
+            else:
+                record.update(messages=messages, reply=reply.text,
+                              finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
+                              usage=reply.usage)
+            with self.lock:
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+                if reply.key and not reply.cached:
+                    self.cache[reply.key] = Reply(reply.text, reply.finish_reason, reply.usage,
+                                                  cached=True)
+
+    def usage(self) -> dict:
+        """Answered calls, tokens and seconds over every run of this collection."""
+        total = dict(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
+        for record in _json_lines(self.path):
+            if record.get("cached"):
+                total["cached"] += 1
+                continue
+            total["calls"] += 1
+            total["seconds"] += record.get("latency") or 0.0
+            for name in ("prompt_tokens", "completion_tokens"):
+                total[name] += int((record.get("usage") or {}).get(name) or 0)
+        total["seconds"] = round(total["seconds"], 2)
+        return total
+
+
+def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
+            mode: str = "direct", votes: int = 1, workers: int = 1, out: str | None = None,
+            meta: dict | None = None, log: Callable = print,
+            max_steps: int | None = None) -> Dataset:
+    """Step 1 of LORO: the prior plays `n_episodes`; its transitions become a Dataset. It stops
+    as soon as the finished episodes take more than `max_steps` steps (the run's budget).
+
+    With `out`, the collection is resumable: every finished episode is appended at once to
+    OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (which doubles as the
+    request cache), so after a crash, Ctrl-C or a lost server the same command asks the model
+    only for what is missing. Episodes run `workers` at a time; steps within one are sequential.
+    """
+    if mode not in PROMPT_MODES:
+        raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
+    meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
+        (meta or {}).get("prompt", {}), mode=mode, votes=votes if mode == "vote" else 1))
+    done, journal, transcript = {}, None, None
+    if out:
+        done = _resume(out, meta, log)
+        journal = _append(out + ".episodes.jsonl")
+        transcript = Transcript(out + ".transcript.jsonl")
+    todo = [e for e in range(n_episodes) if e not in done]
+
+    def one(e):
+        chat = chat_for_episode(e)
+        if transcript is not None and hasattr(chat, "cache"):
+            chat.cache = transcript.cache
+        return play_episode(spec, chat, e, seed, mode, votes, transcript, stop)
+
+    stop, started = threading.Event(), time.time()
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, workers))
+    try:
+        for future in concurrent.futures.as_completed([pool.submit(one, e) for e in todo]):
+            result = future.result()
+            done[result["episode"]] = result
+            if journal is not None:                # each line says how it was collected
+                settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
+                journal.write(json.dumps(_jsonable(dict(result, settings=settings))) + "\n")
+                journal.flush()
+            log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
+                f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
+                f"{time.time() - started:.0f}s)")
+            steps = sum(len(e["rows"]) for e in done.values())
+            if max_steps is not None and steps > max_steps:
+                raise LoroError(f"the prior's episodes take more than --budget-steps {max_steps} "
+                                f"({steps} steps after {len(done)} of {n_episodes} episodes); "
+                                f"raise the budget or lower --prior-episodes")
+    except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if journal is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
+            raise
+        journal.close()
+        saved = f"{len(done)} of {n_episodes} episodes are saved in {out}.episodes.jsonl"
+        if isinstance(error, KeyboardInterrupt):
+            raise LoroError(f"interrupted: {saved}; run the same command again to resume")
+        raise LoroError(f"{error} ({saved}; run the same command again to resume)")
+    pool.shutdown()
+    dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
+    if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
+        causes = dataset.meta["fallback_causes"]
+        log(f"warning: {dataset.meta['fallback_rate']:.0%} of the steps fell back to a random "
+            f"action (" + ", ".join(f"{c}: {n}" for c, n in causes.items()) + "); the data is "
+            f"mostly a random policy's: check the model, --max-tokens and --prompt-mode")
+    if out:
+        journal.close()
+        if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
+            dataset.meta["usage"] = transcript.usage()
+            save_dataset(dataset, out)
+        else:
+            log(f"  {out} already holds {len(done)} episodes; nothing to collect")
+        os.remove(out + ".episodes.jsonl")
+    return dataset.select_episodes(range(n_episodes))
+
+
+def _resume(out: str, meta: dict, log: Callable) -> dict:
+    """Finished episodes of an earlier run of the same collection, by episode index: from the
+    finished file OUT, then from the journal OUT.episodes.jsonl of an interrupted run."""
+    done = {}
+    if os.path.exists(out):
+        old = load_dataset(out)
+        _same_collection(out, old.meta, meta)
+        meta["created"] = old.meta.get("created")
+        for i, e in enumerate(np.unique(old.episode)):
+            rows = [tuple(getattr(old, k)[j] for k in DATASET_KEYS[:6])
+                    for j in np.flatnonzero(old.episode == e)]
+            done[int(e)] = dict(episode=int(e), rows=rows,
+                                counts=old.meta["parse_counts_per_episode"][i])
+    journal = out + ".episodes.jsonl"
+    for episode in _json_lines(journal):      # a line cut short by a crash: that episode reruns
+        _same_collection(journal, episode.pop("settings", {}), meta)
+        episode["rows"] = [tuple(row) for row in episode["rows"]]
+        done[episode["episode"]] = episode
+    if done:
+        log(f"  resuming: {len(done)} finished episodes found for {out}")
+    return done
+
+
+def _same_collection(path: str, old: dict, new: dict):
+    for key in ("env_id", "source", "seed", "prompt"):
+        if old.get(key) != new.get(key):
+            raise LoroError(f"{path} was collected with {key}={old.get(key)!r}, not "
+                            f"{new.get(key)!r}; choose another --out or the same settings")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- Appendix D. Benchmarks ----------------------------------------------------------------------
+# Benchmarks print figures; they are never timed unit tests (these machines are noisy).
 
 # Benchmarks print figures; they are never timed unit tests (these machines are noisy).
 
@@ -2614,7 +2428,6 @@ PAPER_FIGURE = {
     "MountainCar-v0": dict(rl=-57616, loro=-45453, mix=-59752, llm=-60000, llm_32b=-30000,
                            random=-60000),
 }
-QUIET = lambda *_: None                                        # noqa: E731  a log that says nothing
 
 
 def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
@@ -2641,18 +2454,19 @@ def _mean_std(values) -> str:
     return f"{np.mean(values):,.0f} ± {np.std(values):,.0f}"
 
 
-def bench_paper(jobs: int = 2, seeds: int = 5, envs=PAPER_ENVS, log: Callable = print) -> dict:
+def bench_paper(jobs: int = 2, prior: str | None = None, seeds: int = 5, envs=PAPER_ENVS,
+                log: Callable = print) -> dict:
     """The paper's experiment on the paper's own data: every shipped dataset of the five
-    environments x rl, llm, mix, loro, random x `seeds`, at the paper's budgets. Prints a
-    markdown table beside the paper's numbers; returns {env: {model: results}}."""
+    environments x rl, llm, mix, loro, random x `seeds`, at the paper's budgets (or, with
+    prior="scripted", the stand-in at noise 0.2). Prints a markdown table beside the paper's
+    numbers; returns {env: {prior: results}}."""
     report, started = {}, time.time()
     for env_id in envs:
-        t = time.time()
-        report[env_id] = compare_priors(env_id, {name: dict(prior=name) for name in
-                                                 shipped_datasets(env_id)}, seeds, jobs)
-        log(f"  {env_id}: {time.time() - t:.0f} s")
+        priors = ({"scripted(0.2)": dict(prior_noise=STAND_IN_NOISE)} if prior == STAND_IN else
+                  {name: dict(prior=name) for name in shipped_datasets(env_id)})
+        report[env_id] = compare_priors(env_id, priors, seeds, jobs)
+        log(f"  {env_id}: {time.time() - started:.0f} s")
     log(paper_table(report))
-    log(f"  {time.time() - started:.0f} s with {jobs} processes")
     return report
 
 
@@ -2717,17 +2531,6 @@ def ablation_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def bench_standin(jobs: int = 2, log: Callable = print) -> dict:
-    """The same comparison with the scripted stand-in (noise 0.2) as the prior."""
-    report, started = {}, time.time()
-    for env_id in PAPER_ENVS:
-        report[env_id] = compare_priors(env_id, {"scripted(0.2)": dict(prior_noise=0.2)},
-                                        5, jobs)
-        log(f"  {env_id}: {time.time() - started:.0f} s")
-    log(paper_table(report))
-    return report
-
-
 def bench_workers(latency: float = 0.05, episodes: int = 32, workers=(1, 8),
                   log: Callable = print) -> dict:
     """Parallel collection against a local chat server with a fixed reply latency: the
@@ -2750,7 +2553,229 @@ def bench_workers(latency: float = 0.05, episodes: int = 32, workers=(1, 8),
     return dict(seconds=seconds, speedup=speedup, latency=latency, episodes=episodes)
 
 
-def cmd_coverage(args, log=print):
+# --- Appendix E. The command line ----------------------------------------------------------------
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):          # "(default: X)", unless X is None
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs):                # no abbreviations: --dataset is not --datasets
+        super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
+
+    def error(self, message):                    # one line, no usage dump
+        command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
+        self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
+
+
+# The options, as (flag, argparse settings); each sets the Config field of its name (§0).
+PRIOR_OPTIONS = [
+    ("--env", dict(default=Config.env_id, help="the environment")),
+    ("--prior", dict(help="a shipped dataset's model name (e.g. qwen2.5-32b), or 'scripted' for "
+                          "the stand-in; default: qwen2.5-7b where shipped")),
+    ("--dataset", dict(help="a recorded .npz to use as the prior")),
+    ("--prior-noise", dict(type=float, help=f"the stand-in's chance of a random answer "
+                                            f"(default {STAND_IN_NOISE})")),
+    ("--prior-episodes", dict(type=int, default=Config.prior_episodes, help="per seed")),
+    ("--seed", dict(type=int, default=Config.seed, help="the first seed"))]
+RUN_OPTIONS = [
+    ("--seeds", dict(type=int, default=Config.seeds, help="runs per method")),
+    ("--budget-steps", dict(type=int, help="steps per run, the prior's included (default: the "
+                                           "paper's)")),
+    ("--eval-every", dict(type=int, default=Config.eval_every, help="steps between points")),
+    ("--eval-episodes", dict(type=int, help="greedy episodes per point")),
+    ("--init-untried", dict(choices=UNTRIED, default=Config.init_untried, help="§5, ingredient 1")),
+    ("--pretrain-updates", dict(type=int, help="§5, ingredient 2 (default: rows / update_every)")),
+    ("--prior-share", dict(type=float, help="§5, ingredient 3 (default: none reserved)")),
+    ("--alpha-scale", dict(type=float, default=Config.alpha_scale, help="x the step size")),
+    ("--jobs", dict(type=int, default=min(2, os.cpu_count() or 1), help="processes")),
+    ("--json", dict(help="write the results here")),
+    ("--plot", dict(help="write the figure here (.png, .pdf or .svg)"))]
+LLM_OPTIONS = [
+    ("--model", dict(help="the model's name on the server; without it the stand-in plays")),
+    ("--base-url", dict(help="e.g. http://localhost:11434/v1 (default: $OPENAI_BASE_URL, else "
+                             "OpenAI)")),
+    ("--api-key", dict(help="default: $OPENAI_API_KEY; local servers need none")),
+    ("--temperature", dict(type=float, default=Config.temperature, help="always sent")),
+    ("--max-tokens", dict(type=int, default=Config.max_tokens, help="always sent")),
+    ("--llm-seed", dict(type=int, default=Config.llm_seed, help="sent as `seed`")),
+    ("--timeout", dict(type=float, default=Config.timeout, help="seconds per reply")),
+    ("--retries", dict(type=int, default=Config.retries, help="of 408/409/429/5xx and timeouts")),
+    ("--prompt-mode", dict(choices=PROMPT_MODES, default=Config.prompt_mode, help="§2")),
+    ("--votes", dict(type=int, default=Config.votes, help="samples per step in vote mode")),
+    ("--workers", dict(type=int, default=Config.workers, help="episodes at once"))]
+
+
+def _add(parser: argparse.ArgumentParser, *option_lists, skip=()):
+    for options in option_lists:
+        for flag, settings in options:
+            if flag not in skip:
+                parser.add_argument(flag, **settings)
+
+
+def config_from_args(args) -> Config:
+    values = {k: v for k, v in vars(args).items()
+              if k in {f.name for f in dataclasses.fields(Config)} and v is not None}
+    values["env_id"] = args.env
+    if isinstance(values.get("methods"), str):
+        values["methods"] = tuple(m.strip() for m in values["methods"].split(",") if m.strip())
+    return Config(**values).check()
+
+
+def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
+    """Check an output path BEFORE the work that fills it, so a long run is never lost to a
+    typo: a file name ending in one of `suffixes`, not a folder, in a folder we can write to
+    (tried by creating the file and removing it again)."""
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise LoroError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if os.path.isdir(path):
+        raise LoroError(f"{flag} {path} is a folder; name a file in it, e.g. "
+                        f"{os.path.join(path, 'out' + suffixes[0])}")
+    if not path.lower().endswith(suffixes):
+        raise LoroError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.remove(path)
+    except OSError as error:
+        raise LoroError(f"{flag} {path}: cannot write there ({error.strerror}); choose a folder "
+                        f"you can write to") from None
+    return path
+
+
+# The range of every number a run accepts: (field, lowest, highest). The replay buffer keeps
+# every step of a run (about 40 bytes each), so the budget is capped at 10 million steps.
+MAX_BUDGET_STEPS = 10_000_000
+LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_000),
+          ("eval_every", 1, MAX_BUDGET_STEPS), ("jobs", 1, 256), ("workers", 1, 256),
+          ("votes", 1, 99), ("max_tokens", 1, 1_000_000), ("budget_steps", 1, MAX_BUDGET_STEPS),
+          ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
+          ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
+          ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
+          ("timeout", 0.1, 86_400.0))
+
+
+def _num(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+def check_config(self: Config):
+    """Refuse settings that cannot work, with one line that names the fix."""
+    env_spec(self.env_id)
+    unknown = [m for m in self.methods if m not in METHODS]
+    if unknown or not self.methods:
+        raise LoroError(f"unknown method {','.join(unknown) or '(none)'}; choose from "
+                        f"{','.join(METHODS)}")
+    if len(set(self.methods)) != len(self.methods):
+        raise LoroError(f"--methods names a method twice ({','.join(self.methods)}); "
+                        f"name each once")
+    for name, low, high in LIMITS:           # every number: finite and in range
+        value = getattr(self, name)          # None: a default filled in later
+        if value is not None and not (isinstance(value, (int, float)) and
+                                      math.isfinite(value) and low <= value <= high):
+            why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
+            raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
+                            f"to {_num(high)}{why}, got {value}")
+    if self.budget_steps is not None and self.budget_steps < self.eval_every:
+        raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
+                        f"({self.eval_every})")
+    if self.init_untried not in UNTRIED:
+        raise LoroError(f"--init-untried must be one of {', '.join(UNTRIED)}, "
+                        f"got {self.init_untried!r}")
+    if self.prompt_mode not in PROMPT_MODES:
+        raise LoroError(f"unknown prompt mode {self.prompt_mode!r}; choose one of "
+                        f"{', '.join(PROMPT_MODES)}")
+    if self.prompt_mode == "vote" and (self.votes < 2 or self.temperature <= 0):
+        raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 "
+                        "(e.g. 0.7)")
+    if self.base_url and not self.model:
+        raise LoroError("--base-url needs --model too (the model's name as the server "
+                        "knows it)")
+    if self.base_url and not re.match(r"https?://", self.base_url):
+        raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def number_list(text: str, flag: str, low: float, high: float) -> tuple:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(low <= v <= high for v in values):
+        raise LoroError(f"{flag} takes comma-separated numbers from {low:g} to {high:g}, e.g. "
+                        f"0,0.5,1; got {text!r}")
+    return values
+
+
+def write_outputs(args, results, figure: Callable):
+    """--json and --plot, both checked before the work began (output_path)."""
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump(results, f, default=str)
+        print(f"wrote {args.json}")
+    if getattr(args, "plot", None):
+        figure().savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.plot}")
+
+
+def cmd_run(args):
+    cfg = config_from_args(args)
+    output_path(args.json, (".json",), "--json")
+    output_path(args.plot, PLOT_SUFFIXES, "--plot")
+    results = run_experiment(cfg)
+    print(results_table(results) + "\n" + verdict(results))
+    write_outputs(args, results, lambda: plot_results(results))
+    return results
+
+
+def cmd_collect(args):
+    cfg = config_from_args(args)
+    spec = env_spec(cfg.env_id)
+    if not 1 <= args.episodes <= 100_000:
+        raise LoroError(f"--episodes must be a number from 1 to 100,000, got {args.episodes}")
+    output_path(args.out, (".npz",), "--out")
+    before = os.path.getmtime(args.out) if os.path.exists(args.out) else None
+    chat_for_episode = make_chat_factory(cfg, spec, cfg.seed)
+    first = chat_for_episode(0)
+    client = first if cfg.model else None
+    meta = dict(source=first.name, prompt=client.settings() if client else {})
+    print(f"collecting {args.episodes} episodes of {spec.env_id} with {meta['source']} "
+          f"({cfg.workers} at a time) into {args.out}")
+    started = time.time()
+    dataset = collect(spec, chat_for_episode, args.episodes, cfg.seed, cfg.prompt_mode, cfg.votes,
+                      cfg.workers, out=args.out, meta=meta)
+    m, returns = dataset.meta, dataset.episode_returns()
+    if client:
+        s, total = client.stats, m.get("usage", {})
+        print(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
+              f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
+              f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
+              f"this collection: {total.get('calls')} calls, {total.get('seconds')} s")
+    print(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
+          f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
+          f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
+    if before is None or os.path.getmtime(args.out) != before:
+        print(f"wrote {args.out} and {args.out}.transcript.jsonl")
+    return dataset
+
+
+def cmd_prompt(args):
+    spec = env_spec(args.env)
+    obs, _ = make_env(spec.env_id).reset(seed=Config(seed=args.seed).check().seed)
+    for message in build_messages(spec, obs, args.prompt_mode):
+        print(f"--- {message['role']} ---\n{message['content']}")
+    return obs
+
+
+def cmd_coverage(args):
     cfg = dataclasses.replace(config_from_args(args).resolved(), budget_steps=sys.maxsize)
     spec = env_spec(cfg.env_id)
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
@@ -2759,106 +2784,81 @@ def cmd_coverage(args, log=print):
     if args.plot and spec.env_id not in GRID_MAPS:
         raise LoroError(f"--plot draws the map of {' or '.join(GRID_MAPS)}, not {spec.env_id}; "
                         f"drop --plot")
-    priors, _ = make_priors(cfg, spec, [cfg.seed], log=QUIET)   # the run's first prior
-    dataset = priors[cfg.seed]
+    dataset = make_priors(cfg, spec, [cfg.seed], log=QUIET)[0][cfg.seed]   # the run's first prior
     result = coverage(dataset, spec.env_id)
-    log(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes of "
-        f"{dataset.meta.get('source')}, mean return {dataset.episode_returns().mean():.2f}")
-    log(f"the optimal policy's visits covered: state-actions {result['state_action']:.1%}, "
-        f"states {result['states']:.1%} ({result['covered_states']} of the "
-        f"{result['optimal_states']} states it visits)")
-    if args.plot:
-        plot_coverage(dataset, spec.env_id).savefig(args.plot, dpi=120, bbox_inches="tight")
-        log(f"wrote {args.plot}")
+    print(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes of "
+          f"{dataset.meta.get('source')}, mean return {dataset.episode_returns().mean():.2f}\n"
+          f"the optimal policy's visits covered: state-actions {result['state_action']:.1%}, "
+          f"states {result['states']:.1%} ({result['covered_states']} of the "
+          f"{result['optimal_states']} states it visits)")
+    write_outputs(args, None, lambda: plot_coverage(dataset, spec.env_id))
     return result
 
 
-def cmd_sweep(args, log=print):
-    for flag in ("prior", "dataset", "prior_noise", "methods"):   # sweep picks these itself
-        if getattr(args, flag) is not None:
-            raise LoroError(f"sweep sets --{flag.replace('_', '-')} itself (loro against rl, for "
-                            f"each prior of --noises and --datasets); drop it")
+def cmd_sweep(args):
     cfg = config_from_args(args)
     output_path(args.json, (".json",), "--json")
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
+    noises = number_list(args.noises, "--noises", 0.0, 1.0)
+    scales = number_list(args.alpha_scales, "--alpha-scales", 1e-6, 1e3) if args.alpha_scales \
+        else ()
     speed_plot = None
-    if args.plot and args.alpha_scales:
+    if args.plot and scales:
         root, ext = os.path.splitext(args.plot)
         speed_plot = output_path(root + "_learner_speed" + ext, PLOT_SUFFIXES, "--plot")
-    noises = number_list(args.noises, "--noises")
-    if not all(0 <= n <= 1 for n in noises):
-        raise LoroError(f"--noises must lie between 0 and 1, got {args.noises}")
-    scales = number_list(args.alpha_scales, "--alpha-scales") if args.alpha_scales else ()
-    if not all(s > 0 for s in scales):
-        raise LoroError(f"--alpha-scales must be positive, got {args.alpha_scales}")
     datasets = tuple(x for x in (args.datasets or "").split(",") if x.strip())
     for path in datasets:
         load_dataset(path, cfg.env_id)           # fail now, not after an hour of runs
-    log(f"sweep on {cfg.env_id}: prior noise {noises}" + (f", datasets {datasets}" if datasets else ""))
-    sweep = prior_quality_sweep(cfg, noises, datasets, log)
-    speed = None
-    if scales:
-        log(f"learner speed: step size x {scales}")
-        speed = learner_speed(dataclasses.replace(cfg, methods=("rl", "loro")), scales,
-                              log=lambda *_: None)
-        for scale, results in speed.items():
-            log(f"  step size x {scale:g}:\n    " + results_table(results).replace("\n", "\n    "))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(sweep=sweep, learner_speed=speed), f)
-        log(f"wrote {args.json}")
-    if args.plot:
-        plot_sweep(sweep).savefig(args.plot, dpi=120, bbox_inches="tight")
-        log(f"wrote {args.plot}")
-        if speed:
-            plot_learner_speed(speed).savefig(speed_plot, dpi=120, bbox_inches="tight")
-            log(f"wrote {speed_plot}")
+    print(f"sweep on {cfg.env_id}: prior noise {noises}" + (f", datasets {datasets}" * bool(datasets)))
+    sweep = prior_quality_sweep(cfg, noises, datasets)
+    speed = learner_speed(cfg, scales, log=QUIET) if scales else None
+    for scale, results in (speed or {}).items():
+        print(f"  step size x {scale:g}:\n    " + results_table(results).replace("\n", "\n    "))
+    write_outputs(args, dict(sweep=sweep, learner_speed=speed), lambda: plot_sweep(sweep))
+    if speed_plot:
+        plot_learner_speed(speed).savefig(speed_plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {speed_plot}")
     return sweep, speed
 
 
-def cmd_bench(args, log=print):
+BENCHES = {"learners": "learning speed against raw env.step",
+           "workers": "parallel collection against a local chat server",
+           "paper": "the paper's experiment on its own LLM data: every shipped dataset x 5 seeds",
+           "standin": "the same comparison with the stand-in at noise 0.2",
+           "ablation": "the warm start's ingredients, scored after the prior's phase"}
+
+
+def cmd_bench(args):
     output_path(args.json, (".json",), "--json")
-    if args.steps < 100 or args.jobs < 1:
-        raise LoroError("--steps must be at least 100 and --jobs at least 1")
+    jobs = Config(jobs=args.jobs).check().jobs
+    if not 100 <= args.steps <= MAX_BUDGET_STEPS:
+        raise LoroError(f"--steps must be a number from 100 to {MAX_BUDGET_STEPS:,}")
     report = {}
-    if args.only in (None, "learners"):
-        log(f"learning speed vs raw env.step ({args.steps} steps each):")
-        report["learners"] = bench_learners(steps=args.steps, log=log)
-    if args.only in (None, "workers"):
-        log("parallel collection against a local chat server:")
-        report["workers"] = bench_workers(log=log)
-    if args.only == "paper":
-        log("the paper's experiment on its own LLM data (5 environments x every shipped dataset "
-            "x rl, llm, mix, loro, random x 5 seeds):")
-        report["paper"] = bench_paper(jobs=args.jobs, log=log)
-    if args.only == "standin":
-        log("the same comparison with the stand-in at noise 0.2:")
-        report["standin"] = bench_standin(jobs=args.jobs, log=log)
-    if args.only == "ablation":
-        log("the warm start's ingredients, cumulative reward after the prior's phase:")
-        report["ablation"] = bench_ablation(jobs=args.jobs, log=log)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, default=str)
-        log(f"wrote {args.json}")
+    for name in [args.only] if args.only else ["learners", "workers"]:
+        print(f"{BENCHES[name]}:")
+        run = {"learners": lambda: bench_learners(steps=args.steps), "workers": bench_workers,
+               "paper": lambda: bench_paper(jobs), "standin": lambda: bench_paper(jobs, STAND_IN),
+               "ablation": lambda: bench_ablation(jobs)}[name]
+        report[name] = run()
+    write_outputs(args, report, None)
     return report
 
 
 # The main job, `python loro.py`: the paper's headline experiment on the paper's own data
-# (CliffWalking, Qwen2.5-7B, the paper's budget), and the continuous-control case (Pendulum) at a
-# smaller budget, so that the whole job takes about a minute on 2 cores.
+# (CliffWalking, Qwen2.5-7B, the paper's budget) and the continuous-control case (Pendulum, at a
+# quarter of the paper's budget, so that the whole job takes about a minute on 2 cores).
 MAIN_JOB = (("CliffWalking-v1", {}), ("Pendulum-v1", dict(budget_steps=10_000)))
 
 
-def main_job(log: Callable = print) -> list:
+def main_job() -> list:
     everything = []
     paths = [output_path(f"loro_{env_id}.png", PLOT_SUFFIXES, "the figure") for env_id, _ in MAIN_JOB]
     for (env_id, overrides), path in zip(MAIN_JOB, paths):
         cfg = Config(env_id=env_id, jobs=min(2, os.cpu_count() or 1), **overrides)
-        log(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
+        print(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
         results = run_experiment(cfg, log=QUIET)
         plot_results(results).savefig(path, dpi=120, bbox_inches="tight")
-        log(results_table(results) + "\n" + verdict(results) + f"\nwrote {path}\n")
+        print(results_table(results) + "\n" + verdict(results) + f"\nwrote {path}\n")
         everything.append(results)
     return everything
 
@@ -2866,41 +2866,31 @@ def main_job(log: Callable = print) -> list:
 def main(argv=None):
     parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    p = commands.add_parser("run", help="the same-budget comparison of rl, llm, mix, loro, random")
-    _add_run_options(p)
-    _add_llm_options(p)
-    p = commands.add_parser("collect", help="record a prior's episodes as a .npz dataset")
-    p.add_argument("--env", required=True)
-    p.add_argument("--episodes", type=int, default=Config.prior_episodes)
-    p.add_argument("--out", required=True, help="dataset file (.npz); re-run to resume")
-    p.add_argument("--prior-noise", type=float, default=STAND_IN_NOISE,
-                   help="the stand-in's chance of a random answer, without --model")
-    p.add_argument("--seed", type=int, default=Config.seed)
-    _add_llm_options(p)
-    p = commands.add_parser("prompt", help="print the exact messages the model reads")
-    p.add_argument("--env", default=Config.env_id)
-    p.add_argument("--prompt-mode", choices=PROMPT_MODES, default="direct")
-    p.add_argument("--seed", type=int, default=0)
-    p = commands.add_parser("coverage", help="how much of the optimal policy a prior's data covers")
-    p.add_argument("--env", default=Config.env_id)
-    p.add_argument("--prior", help="a shipped dataset's model name, or 'scripted'")
-    p.add_argument("--dataset")
-    p.add_argument("--prior-noise", type=float)
-    p.add_argument("--prior-episodes", type=int, default=Config.prior_episodes)
-    p.add_argument("--seed", type=int, default=Config.seed)
-    p.add_argument("--plot", help="write the heat-map here (.png)")
-    p = commands.add_parser("sweep", help="LORO's gain over RL as the prior gets worse")
-    _add_run_options(p)
-    p.add_argument("--noises", default="0,0.25,0.5,0.75,1", help="stand-in noise levels")
-    p.add_argument("--datasets", help="recorded datasets to add, comma-separated")
-    p.add_argument("--alpha-scales", help="also compare learner step sizes, e.g. 1,0.1")
-    p = commands.add_parser("bench", help="learning speed, parallel collection, full comparison")
-    p.add_argument("--only", choices=("learners", "workers", "paper", "standin", "ablation"),
-                   help="one benchmark; without it: learners and workers (the others take "
-                        "minutes each)")
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--json")
+    new = lambda name, text: commands.add_parser(name, help=text)   # noqa: E731
+    _add(new("run", "the same-budget comparison of rl, llm, mix, loro, random"), PRIOR_OPTIONS,
+         RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))], LLM_OPTIONS)
+    p = new("collect", "record a prior's episodes as a .npz dataset (resumable)")
+    _add(p, [("--env", dict(required=True, help="the environment")),
+             ("--episodes", dict(type=int, default=Config.prior_episodes, help="to play")),
+             ("--out", dict(required=True, help="the dataset file (.npz); run again to resume")),
+             ("--prior-noise", dict(type=float, default=STAND_IN_NOISE, help="the stand-in's")),
+             ("--seed", dict(type=int, default=Config.seed, help="of the episodes"))], LLM_OPTIONS)
+    _add(new("prompt", "print the exact messages the model reads"), PRIOR_OPTIONS[:1],
+         [("--prompt-mode", dict(choices=PROMPT_MODES, default="direct", help="§2")),
+          ("--seed", dict(type=int, default=0, help="of the first observation"))])
+    _add(new("coverage", "how much of the optimal policy a prior's data covers"), PRIOR_OPTIONS,
+         [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
+    _add(new("sweep", "loro's gain over rl as the prior gets worse"), PRIOR_OPTIONS[:1],
+         PRIOR_OPTIONS[-2:], RUN_OPTIONS,
+         [("--noises", dict(default="0,0.25,0.5,0.75,1", help="the stand-in's noise levels")),
+          ("--datasets", dict(help="recorded datasets to add, comma-separated")),
+          ("--alpha-scales", dict(help="also compare learner step sizes, e.g. 1,0.1"))])
+    _add(new("bench", "benchmarks: " + "; ".join(f"{k}: {v}" for k, v in BENCHES.items())),
+         [("--only", dict(choices=list(BENCHES), help="one benchmark; without it learners and "
+                                                      "workers (the others take minutes)")),
+          ("--steps", dict(type=int, default=20_000, help="per learner")),
+          ("--jobs", dict(type=int, default=min(2, os.cpu_count() or 1), help="processes")),
+          ("--json", dict(help="write the figures here"))])
     args = parser.parse_args(argv)
     try:
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only
