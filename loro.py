@@ -61,6 +61,7 @@ import re
 import sys
 import threading
 import time
+import typing
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -734,28 +735,27 @@ class TileCoder:
     asymmetric displacement d = (1, 3, 5, ...) that S&B recommend (uniform shifts would line the
     tilings up along the diagonal). A shifted grid needs one extra tile per dimension to cover
     the box, so dimension i has n_bins_i + 1 tiles. Values outside [low, high] are clipped.
-    Feature index: t * tiles_per_tiling + sum_i coordinate_i * stride_i.
+    Worked example: 2 dimensions with 2 bins each give 3 x 3 = 9 tiles per tiling; the tile at
+    coordinates (2, 1) of tiling 1 is feature 1 * 9 + 2 + 1 * 3 = 14 (the first dimension runs
+    fastest).
     """
 
     def __init__(self, low, high, n_tilings: int = 8, n_bins=8):
         self.low, self.high = np.asarray(low, float), np.asarray(high, float)
-        n_dims = len(self.low)
-        self.n_tilings = n_tilings
-        self.n_bins = np.broadcast_to(np.asarray(n_bins), (n_dims,))
-        self.tiles_per_unit = self.n_bins / (self.high - self.low)
-        displacement = 2 * np.arange(n_dims) + 1                    # 1, 3, 5, ...
+        n_bins = np.broadcast_to(np.asarray(n_bins), self.low.shape)
+        self.tile_width = (self.high - self.low) / n_bins                # (dims,)
+        displacement = 2 * np.arange(len(self.low)) + 1                  # 1, 3, 5, ...
         self.offsets = (np.arange(n_tilings)[:, None] * displacement % n_tilings) / n_tilings
-        sides = self.n_bins + 1
-        self.strides = np.concatenate([[1], np.cumprod(sides)[:-1]]).astype(float)
-        self.tiling_base = np.arange(n_tilings) * int(np.prod(sides))
-        self.n_features = n_tilings * int(np.prod(sides))
+        self.sides = tuple(int(n) + 1 for n in n_bins)                   # tiles per dimension
+        self.n_tilings, self.tiles_per_tiling = n_tilings, int(np.prod(self.sides))
+        self.n_features = n_tilings * self.tiles_per_tiling
 
     def __call__(self, obs) -> np.ndarray:
         """Active tile indices: shape (n_tilings,) for one state, (B, n_tilings) for a batch."""
-        x = np.asarray(obs, dtype=float)
-        x = (np.minimum(np.maximum(x, self.low), self.high) - self.low) * self.tiles_per_unit
-        corner = np.floor(x[..., None, :] + self.offsets)        # (..., T, dims) tile coordinates
-        return (corner @ self.strides).astype(np.int64) + self.tiling_base
+        x = (np.clip(np.asarray(obs, float), self.low, self.high) - self.low) / self.tile_width
+        coords = np.floor(x[..., None, :] + self.offsets).astype(np.int64)   # (..., T, dims)
+        tile = np.ravel_multi_index(np.moveaxis(coords, -1, 0), self.sides, order="F")  # (..., T)
+        return tile + np.arange(self.n_tilings) * self.tiles_per_tiling    # tiling t: its own block
 
 
 class LinearQ:
@@ -772,7 +772,6 @@ class LinearQ:
     def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float):
         self.coder, self.alpha, self.gamma, self.epsilon = coder, alpha, gamma, 0.0
         self.w = np.zeros((n_actions, coder.n_features))
-        self.hits = np.zeros(self.w.size)      # scratch: samples per weight in one minibatch
 
     def q_values(self, obs) -> np.ndarray:
         """(n_actions,) for one state, (B, n_actions) for a batch."""
@@ -784,19 +783,17 @@ class LinearQ:
         return greedy_with_ties(self.q_values(obs), rng)
 
     def update(self, s, a, r, s2, terminated) -> float:
-        B, T, n_features = len(r), self.coder.n_tilings, self.w.shape[1]
+        B, T = len(r), self.coder.n_tilings
         tiles = self.coder(np.concatenate([s, s2]))               # (2B, T): both in one call
         tiles, next_tiles = tiles[:B], tiles[B:]
-        touched = (a[:, None] * n_features + tiles).ravel()       # flat indices of w[a, i]
-        q = self.w.take(touched).reshape(B, T).sum(axis=1)        # Q(s, a)
-        q_next = self.w.take(next_tiles, axis=1).sum(axis=2).max(axis=0)   # max_a' Q(s', a')
+        q = self.w[a[:, None], tiles].sum(axis=1)                  # Q(s, a), (B,)
+        q_next = self.w[:, next_tiles].sum(axis=2).max(axis=0)    # max_a' Q(s', a'), (B,)
         delta = r + self.gamma * np.where(terminated, 0.0, q_next) - q
-        # Samples of a batch can share a tile: each weight moves by the MEAN TD error of the
-        # samples that touch it (a sum would overshoot with large batches and coarse tiles).
-        np.add.at(self.hits, touched, 1.0)
-        step = (self.alpha / T) * np.repeat(delta, T) / self.hits[touched]
-        self.hits[touched] = 0.0
-        np.add.at(self.w.reshape(-1), touched, step)
+        # Samples of a batch can share a weight w[a, i]: move each weight once, by the MEAN TD
+        # error of the samples that touch it (a sum would overshoot with large batches).
+        flat = (a[:, None] * self.w.shape[1] + tiles).ravel()     # (B * T,) indices into w.flat
+        weights, sample, count = np.unique(flat, return_inverse=True, return_counts=True)
+        self.w.flat[weights] += (self.alpha / T) * np.bincount(sample, np.repeat(delta, T)) / count
         return float(np.abs(delta).mean())
 
     def set_untried(self, s, a, value: np.ndarray):
@@ -847,25 +844,28 @@ class MLP:
             k += n * o
         return Ws, bs
 
-    def forward(self, x: np.ndarray, n: int | None = None) -> tuple:
-        """Output (n_nets, B, out) and the layer inputs (for backward). n=1: the first net only."""
+    def forward(self, x: np.ndarray, first_only: bool = False) -> tuple:
+        """Output (n_nets, B, out), or (1, B, out) for the first net only (the critic Q1 that the
+        actor climbs), and the layer inputs (for backward)."""
+        k = 1 if first_only else None            # W[:k]: the first net, or all of them
         inputs = []
         for l, (W, b) in enumerate(zip(self.W, self.b)):
             inputs.append(x)
-            x = x @ W[:n] + b[:n]
+            x = x @ W[:k] + b[:k]
             if l < len(self.W) - 1:
                 x = np.maximum(x, np.float32(0))
         return x, inputs
 
-    def backward(self, inputs: list, dy: np.ndarray, n: int | None = None) -> tuple:
+    def backward(self, inputs: list, dy: np.ndarray, first_only: bool = False) -> tuple:
         """Backpropagate dL/d(output) = dy. Returns (dL/dtheta as a flat vector, dL/d(input)).
         For y = x W + b: dL/dW = x^T dy, dL/db = sum over the batch of dy, dL/dx = dy W^T;
         through relu the gradient passes only where the layer's output was positive."""
+        k = 1 if first_only else None
         for l in range(len(self.W) - 1, -1, -1):
             x = inputs[l]
-            self.gW[l][:n] = x.swapaxes(-1, -2) @ dy
-            self.gb[l][:n] = dy.sum(axis=-2, keepdims=True)
-            dx = dy @ self.W[l][:n].swapaxes(-1, -2)
+            self.gW[l][:k] = x.swapaxes(-1, -2) @ dy
+            self.gb[l][:k] = dy.sum(axis=-2, keepdims=True)
+            dx = dy @ self.W[l][:k].swapaxes(-1, -2)
             if l > 0:
                 dy = dx * (x > 0)                # x is the previous layer's relu output
         return self.grad, dx
@@ -898,7 +898,7 @@ class ActorCritic:
     Targets (primed) follow slowly: theta' <- theta' + tau (theta - theta').
     Offline, plain TD3 chases actions the data never shows (the critic is wrong there), so
     during pre-training the actor also imitates the data (TD3+BC, Fujimoto & Gu 2021):
-        actor loss = -Q1(s, pi(s)) / mean|Q1| + bc_weight * |pi(s) - a|^2.
+        actor loss = -Q1(s, pi(s)) / mean|Q1| + bc_weight * |(pi(s) - a) / scale|^2.
     """
 
     def __init__(self, obs_dim: int, action_low, action_high, rng: np.random.Generator,
@@ -925,9 +925,10 @@ class ActorCritic:
         self.updates = 0
 
     def policy(self, net: MLP, obs: np.ndarray) -> tuple:
+        """(actions (B, act_dim), tanh of the net's output, the net's layer inputs)."""
         z, inputs = net.forward(obs)
-        t = np.tanh(z[0])
-        return self.center + self.scale * t, t, inputs
+        tanh_z = np.tanh(z[0])
+        return self.center + self.scale * tanh_z, tanh_z, inputs
 
     def act(self, obs, rng: np.random.Generator, greedy: bool = False) -> np.ndarray:
         a = self.policy(self.actor, np.asarray(obs, np.float32).reshape(1, -1))[0][0]
@@ -966,20 +967,23 @@ class ActorCritic:
         return float((error ** 2).sum() / len(s)), grad
 
     def actor_loss(self, s, a) -> tuple:
-        """L = -mean_B Q1(s, pi(s)) * lam + bc_weight * mean_B |pi(s) - a|^2, with lam = 1, or
-        1 / mean|Q1| (held fixed) when imitating. Returns (L, dL/dtheta_actor)."""
+        """L = -q_scale * mean_B Q1(s, pi(s)) + bc_weight * mean_B |(pi(s) - a) / scale|^2.
+        Plain TD3: q_scale = 1, bc_weight = 0. TD3+BC: q_scale = 1 / mean|Q1| (held fixed: it
+        only sets the two terms' balance), on actions scaled to [-1, 1] as Fujimoto & Gu do.
+        Returns (L, dL/dtheta_actor)."""
         B = len(s)
-        pi, t, actor_inputs = self.policy(self.actor, s)
-        q1, critic_inputs = self.critic.forward(np.concatenate([s, pi], axis=1), n=1)
-        lam = 1.0 / (float(np.abs(q1).mean()) + 1e-6) if self.bc_weight > 0 else 1.0
-        _, d_input = self.critic.backward(critic_inputs, np.full_like(q1, -lam / B), n=1)
-        d_pi = d_input[0, :, self.obs_dim:]      # dL/da: the critic's gradient w.r.t. its action input
-        loss = -lam * float(q1.mean())
-        if self.bc_weight > 0:                   # imitation on actions scaled to [-1, 1]
+        pi, tanh_z, actor_inputs = self.policy(self.actor, s)                  # (B, act_dim)
+        q1, critic_inputs = self.critic.forward(np.concatenate([s, pi], axis=1), first_only=True)
+        q_scale = 1.0 / (float(np.abs(q1).mean()) + 1e-6) if self.bc_weight > 0 else 1.0
+        _, d_critic_input = self.critic.backward(critic_inputs, np.full_like(q1, -q_scale / B),
+                                                 first_only=True)    # (1, B, obs_dim + act_dim)
+        d_pi = d_critic_input[0, :, self.obs_dim:]    # dL/da: the columns of the action input
+        loss = -q_scale * float(q1.mean())
+        if self.bc_weight > 0:
             gap = (pi - a) / self.scale
             loss += self.bc_weight * float((gap ** 2).sum() / B)
             d_pi = d_pi + (2.0 * self.bc_weight / B) * gap / self.scale
-        d_z = d_pi * self.scale * (1 - t * t)    # through a = center + scale * tanh(z)
+        d_z = d_pi * self.scale * (1 - tanh_z ** 2)   # through a = center + scale * tanh(z)
         grad, _ = self.actor.backward(actor_inputs, d_z[None])
         return loss, grad
 
@@ -1390,6 +1394,8 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
         prior=dict(source=prior_source(cfg, recorded), kind=prior_kind(cfg, recorded),
                    episodes=cfg.prior_episodes, steps=[len(p) for p in priors.values()],
                    windows=[p.meta.get("window") for p in priors.values()],
+                   step_cap=(recorded.meta.get("collection") or {}).get("step_cap")
+                   if recorded is not None else None,
                    mean_return=[float(p.episode_returns().mean()) for p in priors.values()]),
         config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "api_key"},
         methods={m: dict(**{k: [r[k] for r in rs] for k in keys},
@@ -1418,6 +1424,11 @@ def results_table(results: dict) -> str:
                     f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
                     f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
                     f"{steps:>14s}")
+    cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
+    if cap and cap < spec.max_steps:
+        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, {results['env']}'s "
+                    f"last {spec.max_steps}: its points (llm, the prior's phase) score shorter "
+                    f"episodes than the learners' points do")
     rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
                 f"split at the end of the prior's episodes (step {split}); earned: the same sum "
                 f"over the episodes the agent played, exploration included; steps to the "
@@ -1447,25 +1458,39 @@ def verdict(results: dict) -> str:
 # optimal policy can be computed exactly from the environment's own transition table
 # (env.unwrapped.P), so coverage becomes a number instead of a hope.
 
-def transition_table(env_id: str) -> tuple:
-    """gymnasium's P[s][a] = [(prob, s2, reward, terminated), ...] as flat arrays."""
+class Transitions(typing.NamedTuple):
+    """gymnasium's P[s][a] = [(prob, s2, reward, terminated), ...] as flat arrays, one entry per
+    possible outcome k of each (s, a): the k-th outcome leads from s[k] under a[k] to s2[k]."""
+    s: np.ndarray             # (K,) state
+    a: np.ndarray             # (K,) action
+    p: np.ndarray             # (K,) probability of this outcome
+    s2: np.ndarray            # (K,) next state
+    r: np.ndarray             # (K,) reward
+    done: np.ndarray          # (K,) terminated
+    n_states: int
+    n_actions: int
+    start: np.ndarray         # (n_states,) the initial state distribution
+
+
+def transition_table(env_id: str) -> Transitions:
     env = make_env(env_id).unwrapped
     rows = [(s, a, p, s2, r, done) for s in env.P for a in env.P[s] for p, s2, r, done in env.P[s][a]]
     s, a, p, s2, r, done = (np.array(x) for x in zip(*rows))
-    return s, a, p, s2.astype(int), r.astype(float), done.astype(bool), \
-        env.observation_space.n, env.action_space.n, np.asarray(env.initial_state_distrib)
+    return Transitions(s, a, p, s2.astype(int), r.astype(float), done.astype(bool),
+                       env.observation_space.n, env.action_space.n,
+                       np.asarray(env.initial_state_distrib))
 
 
 def value_iteration(env_id: str, gamma: float | None = None, tol: float = 1e-10,
                     max_iters: int = 100_000) -> np.ndarray:
     """Q* by value iteration (S&B §4.4, eq. 4.10):
         V(s) <- max_a sum_{s2} p(s2 | s, a) [r + gamma * V(s2)],   V = 0 after termination."""
-    s, a, p, s2, r, done, n_states, n_actions, _ = transition_table(env_id)
+    t = transition_table(env_id)
     gamma = env_spec(env_id).gamma if gamma is None else gamma
-    v = np.zeros(n_states)
+    v = np.zeros(t.n_states)
     for _ in range(max_iters):
-        q = np.zeros((n_states, n_actions))
-        np.add.at(q, (s, a), p * (r + gamma * np.where(done, 0.0, v[s2])))
+        q = np.zeros((t.n_states, t.n_actions))
+        np.add.at(q, (t.s, t.a), t.p * (t.r + gamma * np.where(t.done, 0.0, v[t.s2])))
         converged = np.abs(q.max(axis=1) - v).max() < tol
         v = q.max(axis=1)
         if converged:
@@ -1477,17 +1502,17 @@ def policy_visits(env_id: str, policy: np.ndarray, horizon: int | None = None) -
     """Exact expected visits to each state within `horizon` steps, and the expected return, of
     a policy from the initial state distribution. `policy`: one action per state, or a table
     pi[s, a] of probabilities."""
-    s, a, p, s2, r, done, n_states, n_actions, start = transition_table(env_id)
+    t = transition_table(env_id)
     pi = np.asarray(policy)
     if pi.ndim == 1:                             # deterministic: one action per state
-        pi = np.eye(n_actions)[pi]
+        pi = np.eye(t.n_actions)[pi]
     horizon = horizon or env_spec(env_id).max_steps
-    now, visits, expected_return = start.astype(float), np.zeros(n_states), 0.0
+    now, visits, expected_return = t.start.astype(float), np.zeros(t.n_states), 0.0
     for _ in range(horizon):
         visits += now
-        flow = now[s] * pi[s, a] * p             # probability mass along each transition
-        expected_return += float(flow @ r)
-        now = np.bincount(s2[~done], flow[~done], minlength=n_states)
+        flow = now[t.s] * pi[t.s, t.a] * t.p     # probability mass along each outcome
+        expected_return += float(flow @ t.r)
+        now = np.bincount(t.s2[~t.done], flow[~t.done], minlength=t.n_states)
     return visits, expected_return
 
 
@@ -1564,76 +1589,107 @@ def learner_speed(cfg: Config, alpha_scales=(1.0, 0.1), log: Callable = print) -
 # --- §8 Plots ------------------------------------------------------------------------------------
 # Functions return matplotlib figures; the caller shows or saves them.
 
-METHOD_STYLE = {"loro": ("tab:red", "LORO (pre-train + fine-tune)"),
-                "mix": ("tab:orange", "mix (prior data, no pre-training)"),
+METHOD_STYLE = {"loro": ("tab:red", "LORO (warm start + fine-tune)"),
+                "mix": ("tab:orange", "mix (prior data, no warm start)"),
                 "rl": ("tab:blue", "RL from scratch"), "llm": ("tab:green", "prior alone"),
                 "random": ("tab:gray", "random")}
+PROTOCOLS = {"curves": "greedy policy, separate environment (the paper's)",
+             "earned_curves": "episodes the agent played, exploration included"}
+BANDS = "bands: ±1 std over seeds, kept within the runs' range"
 
 
-def plot_curves(results: dict, ax=None, log_x: bool = True):
-    """Learning curves: the mean over seeds, shaded +- one standard deviation. The x axis is
-    logarithmic by default: the warm start matters in the first few thousand steps. The y axis
-    fits the learners and the prior; a random policy far below is drawn off scale."""
+def _band(ax, x, runs: np.ndarray, color: str, label: str | None):
+    """The mean over seeds, shaded ±1 std, clipped to what the runs scored at each point: a
+    band never claims a return above the best run (or below the worst)."""
+    mean, std = runs.mean(axis=0), runs.std(axis=0)
+    ax.plot(x, mean, color=color, label=label)
+    ax.fill_between(x, np.maximum(mean - std, runs.min(axis=0)),
+                    np.minimum(mean + std, runs.max(axis=0)), color=color, alpha=0.15, lw=0)
+    return mean
+
+
+def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True):
+    """y limits that show every learner's whole mean curve (rl, mix, loro, from their first
+    point) and, with `prior_bulk`, most of the prior's; a method far below is marked off scale."""
+    low = min(m.min() for k, m in means.items() if k in ("rl", "mix", "loro"))
+    if prior_bulk and "llm" in means:
+        low = min(low, np.percentile(means["llm"], 5))
+    high = max([m.max() for m in means.values()] + list(extra))
+    pad = 0.05 * (high - low + 1e-9)
+    ax.set_ylim(low - pad, high + pad)
+    return [k for k, m in means.items() if np.median(m) < low - pad]
+
+
+def plot_curves(results: dict, ax=None, log_x: bool = True, key: str = "curves", legend=True):
+    """Learning curves under one protocol (`key`: "curves", the paper's greedy evaluation, or
+    "earned_curves"). Log x by default: the warm start matters in the first few thousand steps."""
     import matplotlib.pyplot as plt
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    x = np.array(results["checkpoints"])
+        fig, ax = plt.subplots(figsize=(7, 4.6))
+    x, means = np.array(results["checkpoints"]), {}
     for method, r in results["methods"].items():
-        curves = np.array(r["curves"])
         color, label = METHOD_STYLE[method]
-        mean, std = curves.mean(axis=0), curves.std(axis=0)
-        ax.plot(x, mean, color=color, label=f"{label}: {np.mean(r['cumulative']):,.0f}")
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+        total = np.mean(np.sum(r[key], axis=1))
+        means[method] = _band(ax, x, np.array(r[key]), color, f"{label}: {total:,.0f}")
     ax.axhline(results["threshold"], color="k", lw=0.8, ls=":", label="threshold")
     if results["prior"]["steps"]:
         ax.axvline(np.mean(results["prior"]["steps"]), color="k", lw=0.8, ls="--",
                    label="end of the prior's episodes")
-    shown = [np.array(r["curves"]) for m, r in results["methods"].items() if m != "random"]
-    if shown:
-        low = min(np.percentile(c.mean(axis=0), 2) for c in shown)
-        high = max(c.max() for c in shown)
-        ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+    off = _fit_y(ax, means, [results["threshold"]])
     if log_x:
         ax.set_xscale("log")
-    ax.set(xlabel="environment steps (the prior's included)", ylabel="return")
-    ax.legend(fontsize=7, title="method: cumulative reward", title_fontsize=7)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())   # minor labels collide at small budgets
+    ax.set(xlabel="environment steps (the prior's included)", ylabel="return",
+           title=PROTOCOLS[key])
+    ax.title.set_fontsize(9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  title=f"method: sum of the curve{' (off scale: ' + ', '.join(off) + ')' if off else ''}"
+                        f"; {BANDS}", title_fontsize=7)
     return fig if fig is not None else ax.figure
 
 
-def plot_cumulative(results: dict, ax=None):
-    """The paper's metric as it accrues: the running sum of each method's curve."""
+def plot_cumulative(results: dict, ax=None, legend=True):
+    """The paper's metric as it accrues: the running sum of each method's greedy curve."""
     import matplotlib.pyplot as plt
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    x = np.array(results["checkpoints"])
+        fig, ax = plt.subplots(figsize=(7, 4.6))
+    x, means = np.array(results["checkpoints"]), {}
     for method, r in results["methods"].items():
         color, label = METHOD_STYLE[method]
-        running = np.cumsum(np.array(r["curves"]), axis=1)
-        ax.plot(x, running.mean(axis=0), color=color, label=label)
-        ax.fill_between(x, running.min(axis=0), running.max(axis=0), color=color, alpha=0.15)
-    finals = [np.sum(r["curves"], axis=1).mean() for m, r in results["methods"].items()
-              if m != "random"]
-    if finals and "random" in results["methods"]:   # random is usually far below: off scale
-        span = max(abs(f) for f in finals) + 1e-9
-        ax.set_ylim(min(0.0, min(finals)) - 0.1 * span, max(0.0, max(finals)) + 0.1 * span)
-    ax.set(xlabel="environment steps (the prior's included)",
-           ylabel="cumulative reward (sum of the curve)")
-    ax.legend(fontsize=7)
+        means[method] = _band(ax, x, np.cumsum(np.array(r["curves"]), axis=1), color, label)
+    off = _fit_y(ax, means, [0.0], prior_bulk=False)
+    ax.set(xlabel="environment steps (the prior's included)", title="cumulative reward, "
+           "the paper's metric" + (f" ({', '.join(off)} off scale)" if off else ""),
+           ylabel="sum of the greedy curve so far")
+    ax.title.set_fontsize(9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  title=BANDS, title_fontsize=7)
     return fig if fig is not None else ax.figure
 
 
 def plot_results(results: dict):
-    """The two views of a comparison, side by side: learning curves and cumulative reward."""
+    """A comparison in three panels: the curves under both protocols, and the cumulative
+    reward. One legend below them; the title names the prior."""
     import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
-    plot_curves(results, left)
-    plot_cumulative(results, right)
-    fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, "
-                 f"{len(next(iter(results['methods'].values()))['curves'])} seeds; prior: "
-                 f"{results['prior']['source']}", fontsize=10)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    plot_curves(results, axes[0], legend=False)
+    plot_curves(results, axes[1], key="earned_curves", legend=False)
+    plot_cumulative(results, axes[2], legend=False)
+    handles, _ = axes[0].get_legend_handles_labels()
+    labels = [f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
+              f"{np.mean(r['earned_cumulative']):,.0f} earned" for m, r in results["methods"].items()]
+    fig.legend(handles, labels + ["threshold", "end of the prior's episodes"][:len(handles) - len(labels)],
+               loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.02),
+               title=f"method: cumulative reward, the sum of each curve (mean over seeds); {BANDS}",
+               title_fontsize=8)
+    seeds = len(next(iter(results["methods"].values()))["curves"])
+    fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, {seeds} seeds; "
+                 f"prior: {results['prior']['source']}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return fig
 
 
@@ -1697,6 +1753,7 @@ def plot_sweep(sweep: dict):
             ax.annotate(label, (xi, gi), fontsize=7, textcoords="offset points",
                         xytext=(5, 6 if i % 2 == 0 else -11))     # alternate: fewer overlaps
         ax.axhline(0, color="k", lw=0.8)
+        ax.margins(x=0.12, y=0.18)               # room for the labels at the edges
         ax.set(xlabel=xlabel, ylabel="gain in cumulative reward over RL")
         ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:+.0%}"))
     fig.suptitle(f"{sweep['env']}: LORO's gain over RL for priors of different quality "

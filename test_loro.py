@@ -736,14 +736,14 @@ def test_actor_critic_gradients_match_finite_differences(bc_weight):
     np.testing.assert_allclose(grad[indices], numeric, rtol=1e-4, atol=1e-7)
     if bc_weight:                               # the 1/mean|Q| factor is held fixed by design:
         lam = 1.0 / (float(np.abs(ac.critic.forward(np.concatenate(
-            [s, ac.policy(ac.actor, s)[0]], 1), n=1)[0]).mean()) + 1e-6)
+            [s, ac.policy(ac.actor, s)[0]], 1), first_only=True)[0]).mean()) + 1e-6)
     indices = rng.choice(len(ac.actor.theta), 30, replace=False)
     _, grad = ac.actor_loss(s, a)
     grad = grad.copy()
 
     def actor_loss_fixed_lam():
         pi = ac.policy(ac.actor, s)[0]
-        q1 = ac.critic.forward(np.concatenate([s, pi], 1), n=1)[0]
+        q1 = ac.critic.forward(np.concatenate([s, pi], 1), first_only=True)[0]
         if not bc_weight:
             return -float(q1.mean())
         gap = (pi - a) / 2.0                    # actions scaled to [-1, 1] (Fujimoto & Gu)
