@@ -52,6 +52,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import email.utils
+import functools
 import hashlib
 import json
 import math
@@ -208,11 +209,14 @@ def describe_pendulum(obs) -> str:
             f"angular velocity {_fmt(w)} rad/s.")
 
 
+def describe_cell(obs, n_cols: int) -> str:
+    row, col = divmod(int(obs), n_cols)
+    return f"You are at row {row}, column {col}."
+
+
 def describe_grid(n_cols: int) -> Callable:
-    def describe(obs) -> str:
-        row, col = divmod(int(obs), n_cols)
-        return f"You are at row {row}, column {col}."
-    return describe
+    """A grid game's describe: a partial, not a closure, so that it pickles to worker processes."""
+    return functools.partial(describe_cell, n_cols=n_cols)
 
 
 TAXI_STOPS = {"R": (0, 0), "G": (0, 4), "Y": (4, 0), "B": (4, 3)}   # gymnasium's Taxi locations
@@ -1279,6 +1283,12 @@ def summarize(curve: np.ndarray, points: np.ndarray, threshold: float, prior_ste
                 steps_to_threshold=int(points[reached[0]]) if len(reached) else None)
 
 
+def share_registry(envs: dict, rules: dict):
+    """In a worker process: the parent's registry of environments and stand-in rules."""
+    ENVS.update(envs)
+    SCRIPTED_RULES.update(rules)
+
+
 def learner_starts(method: str, prior_steps: int) -> int | None:
     """The step after which a method's points are a learner's: rl from the start, mix and loro
     after the prior's episodes; llm and random never learn (None)."""
@@ -1372,7 +1382,10 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
     results = {m: [] for m in cfg.methods}
     started = time.time()
     # jobs == 1 runs in this process: plain tracebacks, nothing to pickle
-    pool = concurrent.futures.ProcessPoolExecutor(cfg.jobs) if cfg.jobs > 1 else None
+    # jobs > 1: worker processes get this process's registry, so an environment registered at
+    # run time (ENVS, SCRIPTED_RULES) works with the "spawn" start method too (macOS, Windows)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        cfg.jobs, initializer=share_registry, initargs=(ENVS, SCRIPTED_RULES)) if cfg.jobs > 1 else None
     try:
         for i, r in enumerate((pool.map if pool else map)(run_one, *zip(*tasks)), 1):
             prior_steps = len(priors[r["seed"]]) if priors else 0
@@ -1412,7 +1425,7 @@ def results_table(results: dict) -> str:
     split = f"{int(np.mean(prior_steps))}" if prior_steps else "0"
     rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
             f"{results['eval_every']} steps; prior: {results['prior']['source']}",
-            f"{'method':7s} {'cumulative reward':>20s} {'prior phase':>12s} {'after it':>10s} "
+            f"{'method':7s} {'cumulative reward':>23s} {'prior phase':>12s} {'after it':>10s} "
             f"{'earned':>10s} {'final':>8s} {'steps to ' + format(results['threshold'], 'g'):>14s}"]
     for m, r in results["methods"].items():
         cumulative = np.array(r["cumulative"])
@@ -1420,7 +1433,7 @@ def results_table(results: dict) -> str:
         steps = ("-" if m in ("llm", "random") else
                  f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
                  else f"never (0/{len(cumulative)})")
-        rows.append(f"{m:7s} {cumulative.mean():11.1f} ± {cumulative.std():6.1f} "
+        rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {cumulative.std():8.1f} "
                     f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
                     f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
                     f"{steps:>14s}")
@@ -1437,16 +1450,20 @@ def results_table(results: dict) -> str:
 
 
 def verdict(results: dict) -> str:
-    """One plain line: did the warm start pay over the whole budget, and what did it cost?"""
+    """One plain line: did the warm start pay over the whole budget, and what did it cost? A gap
+    within two standard errors of the difference of the means is called no clear difference."""
     m = results["methods"]
     if "rl" not in m or "loro" not in m:
         return ""
-    rl, loro = (np.mean(m[k]["cumulative"]) for k in ("rl", "loro"))
-    gain = (loro - rl) / abs(rl) if rl else 0.0
-    return (f"{results['env']}: the warm start {'paid' if loro >= rl else 'did not pay'}: loro "
-            f"{loro:,.0f} against rl {rl:,.0f} ({gain:+.0%}). The prior's "
-            f"{results['prior']['episodes']} episodes ({np.mean(results['prior']['steps']):,.0f} "
-            f"steps) scored {np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
+    rl, loro = np.array(m["rl"]["cumulative"]), np.array(m["loro"]["cumulative"])
+    gap, se = loro.mean() - rl.mean(), np.sqrt((rl.var() + loro.var()) / len(rl))
+    said = "paid" if gap > 2 * se else "did not pay" if gap < -2 * se else "made no clear difference"
+    scale = abs(rl.mean()) or 1.0
+    return (f"{results['env']}: the warm start {said}: loro {loro.mean():,.0f} against rl "
+            f"{rl.mean():,.0f} ({gap / scale:+.0%}, two standard errors {2 * se / scale:.0%}). "
+            f"The prior's {results['prior']['episodes']} episodes "
+            f"({np.mean(results['prior']['steps']):,.0f} steps) scored "
+            f"{np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
             f"{np.mean(m['rl']['prior_phase']):,.0f}; after them loro scored "
             f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
             f"{np.mean(m['rl']['learner_phase']):,.0f}.")

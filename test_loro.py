@@ -674,6 +674,24 @@ def test_a_wrapped_window_keeps_its_order_and_is_renumbered():
     assert loro.check_dataset(part, "CliffWalking-v1") is None
 
 
+def test_an_environment_registered_at_run_time_works_in_spawned_workers(monkeypatch):
+    """The notebook's new-environment exercise with jobs=2 under the "spawn" start method (the
+    default on macOS and Windows): workers must receive the registration."""
+    import concurrent.futures
+    import functools
+    import multiprocessing
+    spec = loro.dataclasses.replace(loro.ENVS["FrozenLake-v1"], env_id="FrozenLake8x8-v1",
+                                    describe=loro.describe_grid(8), max_steps=200)
+    monkeypatch.setitem(loro.ENVS, "FrozenLake8x8-v1", spec)
+    monkeypatch.setitem(loro.SCRIPTED_RULES, "FrozenLake8x8", loro.rule_frozen_lake)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", functools.partial(
+        concurrent.futures.ProcessPoolExecutor, mp_context=multiprocessing.get_context("spawn")))
+    cfg = loro.Config(env_id="FrozenLake8x8-v1", methods=("rl", "loro"), seeds=2, jobs=2,
+                      budget_steps=1000, eval_episodes=1, prior_episodes=2)
+    results = loro.run_experiment(cfg, log=lambda *_: None)
+    assert all(len(r["cumulative"]) == 2 for r in results["methods"].values())
+
+
 def test_experiment_rejects_a_budget_smaller_than_the_prior():
     cfg = loro.Config(env_id="CliffWalking-v1", budget_steps=200, eval_every=100, seeds=1,
                       prior_noise=1.0)
