@@ -105,7 +105,7 @@ class Config:
     init_untried: str = "calibrated"     # where untried actions start: calibrated|pessimistic|keep
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
     prior_share: float | None = None     # fixed share of the prior per minibatch (None: no share)
-    alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: a slower learner)
+    alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
     # a live language model (Appendix B), used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
@@ -123,7 +123,8 @@ class Config:
     def resolved(self) -> Config:
         """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
         shipped dataset's path, or the stand-in's noise)."""
-        spec, prior, dataset, noise = env_spec(self.env_id), self.prior, self.dataset, self.prior_noise
+        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, None
+        dataset = self.dataset
         if dataset is None and self.model is None:
             shipped = shipped_datasets(self.env_id)
             if prior is None:                    # a noise asks for the stand-in
@@ -131,7 +132,8 @@ class Config:
             if prior != STAND_IN:
                 if prior not in shipped:
                     raise LoroError(f"--prior {prior}: no such dataset is shipped for "
-                                    f"{self.env_id}; choose one of {', '.join([*shipped, STAND_IN])}")
+                                    f"{self.env_id}; choose one of "
+                                    f"{', '.join([*shipped, STAND_IN])}")
                 if noise is not None:
                     raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} "
                                     f"to use it, or drop it")
@@ -721,7 +723,7 @@ class TabularQ:
 
     def set_untried(self, s, a, value: np.ndarray):
         """Before offline pre-training (§5): in every state the data visits, the actions it never
-        tried there start at the mean of `value` over that state's rows (value[i] belongs to row i)."""
+        tried there start at the mean of `value` over that state's rows (value[i]: row i's)."""
         n_states = self.q.shape[0]
         tried = np.zeros(self.q.shape, bool)
         tried[s, a] = True
@@ -1025,7 +1027,8 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 #     prior's is close to its tried actions' values. "keep" leaves the learner's own start.
 #  2. Offline updates (`pretrain_updates`). By default as many as the learner would have made
 #     on these rows had it collected them itself (rows / update_every): more over-fits a few
-#     hundred rows (measured: on CartPole-v0 with Qwen2.5-7B data, 2,000 updates cost loro about 9% of its reward).
+#     hundred rows (measured on CartPole-v0 with the Qwen2.5-7B data: 2,000 updates cost loro
+#     about 10% of its reward after the prior's phase, `bench --only ablation`).
 #  3. The prior's share of each minibatch (`prior_share`). By default none is reserved: the
 #     prior's rows stay in the buffer and are drawn like any row, so their share shrinks from
 #     100% towards len(prior) / budget as the learner's own rows arrive. A fixed share (0.5,
@@ -1106,7 +1109,7 @@ def untried_values(mode: str, spec: EnvSpec, prior: Dataset) -> np.ndarray | Non
     """Per row of the prior, the value its state's untried actions start at (ingredient 1)."""
     if mode == "keep":
         return None
-    if mode == "calibrated":                     # V_mu, a hair below: a tie goes to the data's action
+    if mode == "calibrated":                     # V_mu, a hair below: ties go to the data's action
         g = prior.returns_to_go(spec.gamma)
         return g - 1e-6 * (1.0 + np.abs(g))
     horizon = spec.max_steps if spec.gamma == 1 else min(spec.max_steps, 1 / (1 - spec.gamma))
@@ -1243,7 +1246,7 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     # be copies of a handful of transitions (prior rows do not count here)
     learning_starts = max(spec.batch_size, spec.learning_starts)
     episode_return, episode_length = 0.0, 0
-    for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data kept in the buffer
+    for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
         if spec.epsilon:
             learner.epsilon = epsilon_at(spec.epsilon, t)
         action = learner.act(obs, rng)
@@ -1384,8 +1387,8 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
     # jobs == 1 runs in this process: plain tracebacks, nothing to pickle
     # jobs > 1: worker processes get this process's registry, so an environment registered at
     # run time (ENVS, SCRIPTED_RULES) works with the "spawn" start method too (macOS, Windows)
-    pool = concurrent.futures.ProcessPoolExecutor(
-        cfg.jobs, initializer=share_registry, initargs=(ENVS, SCRIPTED_RULES)) if cfg.jobs > 1 else None
+    pool = None if cfg.jobs == 1 else concurrent.futures.ProcessPoolExecutor(
+        cfg.jobs, initializer=share_registry, initargs=(ENVS, SCRIPTED_RULES))
     try:
         for i, r in enumerate((pool.map if pool else map)(run_one, *zip(*tasks)), 1):
             prior_steps = len(priors[r["seed"]]) if priors else 0
@@ -1439,9 +1442,9 @@ def results_table(results: dict) -> str:
                     f"{steps:>14s}")
     cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
     if cap and cap < spec.max_steps:
-        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, {results['env']}'s "
-                    f"last {spec.max_steps}: its points (llm, the prior's phase) score shorter "
-                    f"episodes than the learners' points do")
+        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps; "
+                    f"{results['env']}'s last {spec.max_steps}: its points (llm, the prior's "
+                    f"phase) score shorter episodes than the learners' points do")
     rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
                 f"split at the end of the prior's episodes (step {split}); earned: the same sum "
                 f"over the episodes the agent played, exploration included; steps to the "
@@ -1661,9 +1664,9 @@ def plot_curves(results: dict, ax=None, log_x: bool = True, key: str = "curves",
            title=PROTOCOLS[key])
     ax.title.set_fontsize(9)
     if legend:
+        off_scale = f" (off scale: {', '.join(off)})" if off else ""
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
-                  title=f"method: sum of the curve{' (off scale: ' + ', '.join(off) + ')' if off else ''}"
-                        f"; {BANDS}", title_fontsize=7)
+                  title=f"method: sum of the curve{off_scale}; {BANDS}", title_fontsize=7)
     return fig if fig is not None else ax.figure
 
 
@@ -1698,8 +1701,10 @@ def plot_results(results: dict):
     plot_cumulative(results, axes[2], legend=False)
     handles, _ = axes[0].get_legend_handles_labels()
     labels = [f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
-              f"{np.mean(r['earned_cumulative']):,.0f} earned" for m, r in results["methods"].items()]
-    fig.legend(handles, labels + ["threshold", "end of the prior's episodes"][:len(handles) - len(labels)],
+              f"{np.mean(r['earned_cumulative']):,.0f} earned"
+              for m, r in results["methods"].items()]
+    labels += ["threshold", "end of the prior's episodes"][:len(handles) - len(labels)]
+    fig.legend(handles, labels,
                loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.02),
                title=f"method: cumulative reward, the sum of each curve (mean over seeds); {BANDS}",
                title_fontsize=8)
@@ -2175,7 +2180,7 @@ def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: 
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
-# --- Appendix C. Collection: parallel, resumable, validated --------------------------------------------------
+# --- Appendix C. Collection: parallel, resumable, validated --------------------------------------
 # `collect` plays many episodes of play_episode (§3) on worker threads. With an output file it
 # journals every finished episode and every chat call, so a crash or Ctrl-C loses nothing.
 
@@ -2505,15 +2510,16 @@ PAPER_FIGURE = {
 
 
 def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
-                   methods=("llm", "mix", "loro")) -> dict:
-    """rl and random once, then `methods` for each prior ({label: Config overrides}). Returns
-    {label: results}; rl and random are split at each prior's phase, so all share one table."""
+                   methods=("llm", "mix", "loro"), **common) -> dict:
+    """rl and random once, then `methods` for each prior ({label: Config overrides}); `common`:
+    Config settings for all runs. Returns {label: results}; rl and random are split at each
+    prior's phase, so that all share one table."""
     base = run_experiment(Config(env_id=env_id, methods=("rl", "random"), seeds=seeds, jobs=jobs,
-                                 prior=STAND_IN), log=QUIET)
+                                 prior=STAND_IN, **common), log=QUIET)
     out = {}
     for label, overrides in priors.items():
         r = run_experiment(Config(env_id=env_id, methods=methods, seeds=seeds, jobs=jobs,
-                                  **overrides), log=QUIET)
+                                  **common, **overrides), log=QUIET)
         points = np.array(r["checkpoints"])
         for m, b in base["methods"].items():
             split = [summarize(np.array(c), points, r["threshold"], n, learner_starts(m, n))
@@ -2883,7 +2889,7 @@ def cmd_sweep(args):
     datasets = tuple(x for x in (args.datasets or "").split(",") if x.strip())
     for path in datasets:
         load_dataset(path, cfg.env_id)           # fail now, not after an hour of runs
-    print(f"sweep on {cfg.env_id}: prior noise {noises}" + (f", datasets {datasets}" * bool(datasets)))
+    print(f"sweep on {cfg.env_id}: prior noise {noises}" + f", datasets {datasets}" * bool(datasets))
     sweep = prior_quality_sweep(cfg, noises, datasets)
     speed = learner_speed(cfg, scales, log=QUIET) if scales else None
     for scale, results in (speed or {}).items():
@@ -2926,7 +2932,8 @@ MAIN_JOB = (("CliffWalking-v1", {}), ("Pendulum-v1", dict(budget_steps=10_000)))
 
 def main_job() -> list:
     everything = []
-    paths = [output_path(f"loro_{env_id}.png", PLOT_SUFFIXES, "the figure") for env_id, _ in MAIN_JOB]
+    paths = [output_path(f"loro_{env_id}.png", PLOT_SUFFIXES, "the figure")
+             for env_id, _ in MAIN_JOB]
     for (env_id, overrides), path in zip(MAIN_JOB, paths):
         cfg = Config(env_id=env_id, jobs=min(2, os.cpu_count() or 1), **overrides)
         print(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
