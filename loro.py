@@ -637,6 +637,8 @@ def load_dataset(path: str, env_id: str | None = None) -> Dataset:
     """Read and validate a dataset file; a bad one is rejected with a one-line reason."""
     if not os.path.exists(path):
         raise LoroError(f"{path}: no such file; collect one with `python loro.py collect`")
+    if os.path.isdir(path):
+        raise LoroError(f"{path} is a folder; name a .npz file in it")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -2791,7 +2793,7 @@ def number_list(text: str, flag: str, low: float, high: float) -> tuple:
         values = ()
     if not values or not all(low <= v <= high for v in values):
         raise LoroError(f"{flag} takes comma-separated numbers from {low:g} to {high:g}, e.g. "
-                        f"0,0.5,1; got {text!r}")
+                        f"{'0,0.5,1' if low <= 0 else '1,0.1'}; got {text!r}")
     return values
 
 

@@ -198,6 +198,17 @@ def test_bad_dataset_files_are_rejected_in_one_line(tmp_path, change, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_dataset_with_nan_in_next_obs_or_a_folder_is_rejected_in_one_line(tmp_path):
+    data = small_dataset("CartPole-v1", episodes=2, noise=0.0)
+    next_obs = data.next_obs.copy()
+    next_obs[-1, 2] = np.nan                         # the last row: no later obs to chain with
+    loro.save_dataset(loro.dataclasses.replace(data, next_obs=next_obs), str(tmp_path / "n.npz"))
+    with pytest.raises(loro.LoroError, match="`next_obs` holds NaN or infinite values"):
+        loro.load_dataset(str(tmp_path / "n.npz"), "CartPole-v1")
+    with pytest.raises(loro.LoroError, match="is a folder; name a .npz file in it"):
+        loro.load_dataset(str(tmp_path), "CartPole-v1")
+
+
 def test_dataset_of_another_env_and_garbage_files_are_rejected(tmp_path):
     path, _ = _corrupt(tmp_path)
     with pytest.raises(loro.LoroError, match="collected on 'CliffWalking-v1', not 'FrozenLake-v1'"):
