@@ -751,19 +751,22 @@ class TileCoder:
     def __init__(self, low, high, n_tilings: int = 8, n_bins=8):
         self.low, self.high = np.asarray(low, float), np.asarray(high, float)
         n_bins = np.broadcast_to(np.asarray(n_bins), self.low.shape)
-        self.tile_width = (self.high - self.low) / n_bins                # (dims,)
+        self.tiles_per_unit = n_bins / (self.high - self.low)            # (dims,)
         displacement = 2 * np.arange(len(self.low)) + 1                  # 1, 3, 5, ...
         self.offsets = (np.arange(n_tilings)[:, None] * displacement % n_tilings) / n_tilings
-        self.sides = tuple(int(n) + 1 for n in n_bins)                   # tiles per dimension
-        self.n_tilings, self.tiles_per_tiling = n_tilings, int(np.prod(self.sides))
+        sides = n_bins + 1                                                # tiles per dimension
+        self.strides = np.cumprod(np.r_[1, sides[:-1]]).astype(float)    # 1, side_0, side_0 side_1
+        self.n_tilings, self.tiles_per_tiling = n_tilings, int(np.prod(sides))
+        self.tiling_start = np.arange(n_tilings) * self.tiles_per_tiling  # tiling t: its own block
         self.n_features = n_tilings * self.tiles_per_tiling
 
     def __call__(self, obs) -> np.ndarray:
         """Active tile indices: shape (n_tilings,) for one state, (B, n_tilings) for a batch."""
-        x = (np.clip(np.asarray(obs, float), self.low, self.high) - self.low) / self.tile_width
-        coords = np.floor(x[..., None, :] + self.offsets).astype(np.int64)   # (..., T, dims)
-        tile = np.ravel_multi_index(np.moveaxis(coords, -1, 0), self.sides, order="F")  # (..., T)
-        return tile + np.arange(self.n_tilings) * self.tiles_per_tiling    # tiling t: its own block
+        x = np.asarray(obs, dtype=float)                         # clipped into the box, in tiles:
+        x = (np.minimum(np.maximum(x, self.low), self.high) - self.low) * self.tiles_per_unit
+        coords = np.floor(x[..., None, :] + self.offsets)        # (..., T, dims), whole numbers
+        # the tile's number in its tiling, coords . strides, as a float product (fast) made int
+        return (coords @ self.strides).astype(np.int64) + self.tiling_start     # (..., T)
 
 
 class LinearQ:
@@ -780,6 +783,7 @@ class LinearQ:
     def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float):
         self.coder, self.alpha, self.gamma, self.epsilon = coder, alpha, gamma, 0.0
         self.w = np.zeros((n_actions, coder.n_features))
+        self.touches = np.zeros(self.w.size)     # scratch for update: samples per weight, all 0
 
     def q_values(self, obs) -> np.ndarray:
         """(n_actions,) for one state, (B, n_actions) for a batch."""
@@ -794,14 +798,17 @@ class LinearQ:
         B, T = len(r), self.coder.n_tilings
         tiles = self.coder(np.concatenate([s, s2]))               # (2B, T): both in one call
         tiles, next_tiles = tiles[:B], tiles[B:]
-        q = self.w[a[:, None], tiles].sum(axis=1)                  # Q(s, a), (B,)
-        q_next = self.w[:, next_tiles].sum(axis=2).max(axis=0)    # max_a' Q(s', a'), (B,)
-        delta = r + self.gamma * np.where(terminated, 0.0, q_next) - q
-        # Samples of a batch can share a weight w[a, i]: move each weight once, by the MEAN TD
-        # error of the samples that touch it (a sum would overshoot with large batches).
         flat = (a[:, None] * self.w.shape[1] + tiles).ravel()     # (B * T,) indices into w.flat
-        weights, sample, count = np.unique(flat, return_inverse=True, return_counts=True)
-        self.w.flat[weights] += (self.alpha / T) * np.bincount(sample, np.repeat(delta, T)) / count
+        q = self.w.take(flat).reshape(B, T).sum(axis=1)           # Q(s, a), (B,)
+        q_next = self.w.take(next_tiles, axis=1).sum(axis=2).max(axis=0)   # max_a' Q(s', a')
+        delta = r + self.gamma * np.where(terminated, 0.0, q_next) - q
+        # Samples of a batch can share a weight w[a, i]: each weight moves by the MEAN TD error of
+        # the samples that touch it (a sum would overshoot with large batches). So each sample
+        # adds delta / (how many samples touch that weight); `touches` counts them, then resets.
+        np.add.at(self.touches, flat, 1.0)
+        step = (self.alpha / T) * np.repeat(delta, T) / self.touches[flat]
+        self.touches[flat] = 0.0
+        np.add.at(self.w.reshape(-1), flat, step)
         return float(np.abs(delta).mean())
 
     def set_untried(self, s, a, value: np.ndarray):
