@@ -1316,23 +1316,25 @@ def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
                                         seed=stream_seed(seed, "stand-in", episode))
 
 
-def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
-    """What played the prior, in words, saying whether it is a recorded LLM or the stand-in."""
-    if cfg.dataset:
-        source = (recorded.meta if recorded else {}).get("source", "unknown source")
-        kind = "the stand-in, not an LLM" if source.startswith("scripted") else "a recorded LLM"
-        return f"{os.path.basename(cfg.dataset)}: {source} ({kind})"
-    if cfg.model:
-        return f"LLM {cfg.model} at {cfg.base_url or os.environ.get('OPENAI_BASE_URL') or OPENAI_URL}"
-    return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM"
-
-
-def prior_kind(cfg: Config, recorded: Dataset | None) -> str:
+def prior_kind(cfg: Config, recorded: Dataset | None = None) -> str:
+    """"live LLM", "recorded LLM" (a dataset not made by the stand-in) or "stand-in"."""
     if cfg.model:
         return "live LLM"
     if recorded is not None and not str(recorded.meta.get("source", "")).startswith("scripted"):
         return "recorded LLM"
     return "stand-in"
+
+
+def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
+    """What played the prior, in words, saying whether it is a recorded LLM or the stand-in."""
+    if cfg.dataset:
+        source = (recorded.meta if recorded else {}).get("source", "unknown source")
+        kind = "a recorded LLM" if prior_kind(cfg, recorded) == "recorded LLM" else \
+            "the stand-in, not an LLM"
+        return f"{os.path.basename(cfg.dataset)}: {source} ({kind})"
+    if cfg.model:
+        return f"LLM {cfg.model} at {cfg.base_url or os.environ.get('OPENAI_BASE_URL') or OPENAI_URL}"
+    return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM"
 
 
 def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
@@ -2602,8 +2604,9 @@ def bench_ablation(jobs: int = 2, seeds: int = 5, log: Callable = print) -> dict
         label = prior if isinstance(prior, str) else f"scripted({prior:g})"
         variants = {name: dict(source, **v) for name, v in ABLATION.items()}
         runs = compare_priors(env_id, variants, seeds, jobs, methods=("loro",))
-        mix = compare_priors(env_id, {"mix": source}, seeds, jobs, methods=("mix",))["mix"]
-        rows = {"rl": mix["methods"]["rl"], "mix": mix["methods"]["mix"]}
+        mix = run_experiment(Config(env_id=env_id, methods=("mix",), seeds=seeds, jobs=jobs,
+                                    **source), log=QUIET)       # the same prior's windows as loro's
+        rows = {"rl": runs["loro"]["methods"]["rl"], "mix": mix["methods"]["mix"]}
         rows.update({name: r["methods"]["loro"] for name, r in runs.items()})
         report[f"{env_id} {label}"] = rows
         log(f"  {env_id} {label}: {time.time() - started:.0f} s")
