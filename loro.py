@@ -2411,8 +2411,8 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"mostly a random policy's: check the model, --max-tokens and --prompt-mode")
     if out:
         journal.close()
+        dataset.meta["usage"] = transcript.usage()
         if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
-            dataset.meta["usage"] = transcript.usage()
             save_dataset(dataset, out)
         else:
             log(f"  {out} already holds {len(done)} episodes; nothing to collect")

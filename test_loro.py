@@ -1327,6 +1327,11 @@ def test_cli_collect_then_run_end_to_end(server, tmp_path):
                      out, re.M), out
     assert data.meta["source"] == f"test @ {server.base_url}"
     assert data.meta["prompt"]["model"] == "test" and data.meta["usage"]["calls"] == len(data)
+    code, again, err = run_loro("collect", "--env", "CartPole-v1", "--episodes", "2", "--out",
+                                "X.npz", "--base-url", server.base_url, "--model", "test",
+                                cwd=tmp_path)                 # nothing left: no call, usage kept
+    assert code == 0 and f"over every run of this collection: {len(data)} calls" in again, again
+    assert len(server.requests) == len(data)
 
     code, out, err = run_loro("run", "--env", "CartPole-v1", "--dataset", "X.npz",
                               "--prior-episodes", "2", "--budget-steps", "2000", "--seeds", "1",
