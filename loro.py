@@ -123,8 +123,8 @@ class Config:
     def resolved(self) -> Config:
         """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
         shipped dataset's path, or the stand-in's noise)."""
-        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, None
-        dataset = self.dataset
+        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, \
+            self.dataset
         if dataset is None and self.model is None:
             shipped = shipped_datasets(self.env_id)
             if prior is None:                    # a noise asks for the stand-in
@@ -165,7 +165,7 @@ class EnvSpec:
     max_steps: int               # episode step cap (CliffWalking has none in gymnasium: 200)
     budget_steps: int            # default environment-step budget of one run
     threshold: float             # a return that counts as solving the task
-    eval_episodes: int           # greedy episodes per curve point (1 if the game is deterministic)
+    eval_episodes: int           # greedy episodes per curve point (more where outcomes are random)
     gamma: float                 # discount factor
     game: str                    # what the game is, for the system prompt
     goal: str                    # what counts as doing well
@@ -1024,9 +1024,10 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 #
 #  1. Where untried actions start (`init_untried`). The data says nothing about the actions the
 #     prior never tried. A learner that starts every value at 0 where each step costs -1 finds
-#     those untried actions best after pre-training and drops the prior's knowledge: the
-#     offline trap (Levine, Kumar, Tucker & Fu 2020). Pinning them very low ("pessimistic", the
-#     worst reward at every step of an episode) cures the trap but overshoots: climbing back
+#     those untried actions best after pre-training and drops the prior's knowledge: the offline
+#     trap (Levine, Kumar, Tucker & Fu 2020). Pinning them very low ("pessimistic", the worst
+#     reward at every step of an episode; 0 where no reward is negative, the learner's own start
+#     on CartPole and FrozenLake) cures the trap where it springs, but overshoots: climbing back
 #     takes many updates, and it switches off the optimism MountainCar and Acrobot explore with
 #     (epsilon = 0 there). "calibrated" follows Cal-QL (Nakamoto et al. 2023): pessimism, but
 #     never below what the prior itself earned. In state s an untried action starts at
@@ -1432,6 +1433,11 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
                  for m, rs in results.items()})
 
 
+def _std(values) -> float:
+    """The standard deviation over seeds, the sample's (ddof=1); 0 for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def results_table(results: dict) -> str:
     """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
     the agent earned while learning; final return; steps to the threshold)."""
@@ -1447,19 +1453,20 @@ def results_table(results: dict) -> str:
         steps = ("-" if m in ("llm", "random") else
                  f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
                  else f"never (0/{len(cumulative)})")
-        rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {cumulative.std():8.1f} "
+        rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {_std(cumulative):8.1f} "
                     f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
                     f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
                     f"{steps:>14s}")
     cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
     if cap and cap < spec.max_steps:
-        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps; "
-                    f"{results['env']}'s last {spec.max_steps}: its points (llm, the prior's "
-                    f"phase) score shorter episodes than the learners' points do")
+        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, while "
+                    f"{results['env']}'s last {spec.max_steps}: the points of llm and of the "
+                    f"prior's phase score shorter episodes than the learners' points do")
     rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
                 f"split at the end of the prior's episodes (step {split}); earned: the same sum "
                 f"over the episodes the agent played, exploration included; steps to the "
-                f"threshold: the first point of a learner at or above it)")
+                f"threshold: the median over seeds of the first point at or above it taken while "
+                f"a learner acts, and how many seeds got there)")
     return "\n".join(rows)
 
 
@@ -1470,15 +1477,24 @@ def verdict(results: dict) -> str:
     if "rl" not in m or "loro" not in m:
         return ""
     rl, loro = np.array(m["rl"]["cumulative"]), np.array(m["loro"]["cumulative"])
-    gap, se = loro.mean() - rl.mean(), np.sqrt((rl.var() + loro.var()) / len(rl))
-    said = "paid" if gap > 2 * se else "did not pay" if gap < -2 * se else "made no clear difference"
-    scale = abs(rl.mean()) or 1.0
-    return (f"{results['env']}: the warm start {said}: loro {loro.mean():,.0f} against rl "
-            f"{rl.mean():,.0f} ({gap / scale:+.0%}, two standard errors {2 * se / scale:.0%}). "
-            f"The prior's {results['prior']['episodes']} episodes "
-            f"({np.mean(results['prior']['steps']):,.0f} steps) scored "
-            f"{np.mean(m['loro']['prior_phase']):,.0f} where rl scored "
-            f"{np.mean(m['rl']['prior_phase']):,.0f}; after them loro scored "
+    gap, scale = loro.mean() - rl.mean(), abs(rl.mean()) or 1.0
+    said = f"loro {loro.mean():,.0f} against rl {rl.mean():,.0f} ({gap / scale:+.1%}"
+    if len(rl) < 2:
+        said = f"one seed gives no verdict: {said})"
+    else:
+        se = np.sqrt((_std(rl) ** 2 + _std(loro) ** 2) / len(rl))    # of the difference of means
+        said = ("the warm start " + ("paid" if gap > 2 * se else "did not pay" if gap < -2 * se
+                                     else "made no clear difference")
+                + f": {said}, two standard errors {2 * se / scale:.1%})")
+    steps, points = np.mean(results["prior"]["steps"]), np.array(results["checkpoints"])
+    n_points = int((points <= steps).sum())
+    prior = (f"no point fell in the prior's {results['prior']['episodes']} episodes "
+             f"({steps:,.0f} steps)" if n_points == 0 else
+             f"the {n_points} point{'s' * (n_points > 1)} taken during the prior's "
+             f"{results['prior']['episodes']} "
+             f"episodes ({steps:,.0f} steps) summed to {np.mean(m['loro']['prior_phase']):,.0f}, "
+             f"rl's to {np.mean(m['rl']['prior_phase']):,.0f}")
+    return (f"{results['env']}: {said}. Of that, {prior}; after them loro scored "
             f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
             f"{np.mean(m['rl']['learner_phase']):,.0f}.")
 
@@ -1600,7 +1616,7 @@ def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), dataset
         gain = (loro - rl) / np.abs(rl).clip(1e-9)
         row = dict(source=results["prior"]["source"], noise=setting.get("prior_noise"),
                    prior_return=float(np.mean(results["prior"]["mean_return"])), coverage=cov,
-                   gain_mean=float(gain.mean()), gain_std=float(gain.std()),
+                   gain_mean=float(gain.mean()), gain_std=_std(gain),
                    loro=loro.tolist(), rl=rl.tolist())
         rows.append(row)
         log(f"  {row['source']}: prior return {row['prior_return']:.2f}, coverage "
@@ -1620,10 +1636,10 @@ def learner_speed(cfg: Config, alpha_scales=(1.0, 0.1), log: Callable = print) -
 # --- §8 Plots ------------------------------------------------------------------------------------
 # Functions return matplotlib figures; the caller shows or saves them.
 
-METHOD_STYLE = {"loro": ("tab:red", "LORO (warm start + fine-tune)"),
+METHOD_STYLE = {"loro": ("tab:red", "loro (warm start + fine-tune)"),
                 "mix": ("tab:orange", "mix (prior data, no warm start)"),
-                "rl": ("tab:blue", "RL from scratch"), "llm": ("tab:green", "prior alone"),
-                "random": ("tab:gray", "random")}
+                "rl": ("tab:blue", "rl (RL from scratch)"),
+                "llm": ("tab:green", "llm (the prior alone)"), "random": ("tab:gray", "random")}
 PROTOCOLS = {"curves": "greedy policy, separate environment (the paper's)",
              "earned_curves": "episodes the agent played, exploration included"}
 BANDS = "bands: ±1 std over seeds, kept within the runs' range"
@@ -1648,7 +1664,7 @@ def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True):
     high = max([m.max() for m in means.values()] + list(extra))
     pad = 0.05 * (high - low + 1e-9)
     ax.set_ylim(low - pad, high + pad)
-    return [k for k, m in means.items() if np.median(m) < low - pad]
+    return [k for k, m in means.items() if m.min() < low - pad]
 
 
 def plot_curves(results: dict, ax=None, log_x: bool = True, key: str = "curves", legend=True):
@@ -1745,21 +1761,27 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
     ends = dataset.next_obs[dataset.terminated | dataset.truncated]
     visits = np.bincount(np.concatenate([dataset.obs, ends]), minlength=n_rows * n_cols)
     image = ax.imshow(np.log1p(visits.reshape(n_rows, n_cols)), cmap="Blues")
-    q = value_iteration(env_id)
-    occupancy, _ = policy_visits(env_id, q.argmax(axis=1))
+    pi = optimal_policy(env_id)
+    occupancy, _ = policy_visits(env_id, pi)
+    seen = np.zeros(pi.shape, bool)
+    seen[dataset.obs, dataset.actions] = True
     for s in range(n_rows * n_cols):
         row, col = divmod(s, n_cols)
         if grid[row][col] in "CHG":
             ax.text(col, row, grid[row][col], ha="center", va="center", color="tab:red")
-        elif occupancy[s] > 1e-3:
-            dx, dy = ARROWS[env_id][q[s].argmax()]
+        elif occupancy[s] > 1e-3:                # an optimal action: the data's if it has one
+            optimal = np.flatnonzero(pi[s] > 0)
+            covered = optimal[seen[s, optimal]]
+            dx, dy = ARROWS[env_id][covered[0] if len(covered) else optimal[0]]
             ax.arrow(col - 0.25 * dx, row - 0.25 * dy, 0.3 * dx, 0.3 * dy, head_width=0.15,
-                     color="tab:orange")
-    cov = coverage(dataset, env_id)
+                     color="tab:orange" if len(covered) else "tab:red")
+    cov, window = coverage(dataset, env_id), dataset.meta.get("window")
+    which = f"episodes {window[0]}-{window[-1]}" if window else \
+        f"{len(np.unique(dataset.episode))} episodes"
     ax.set(xticks=range(n_cols), yticks=range(n_rows),
-           title=f"{env_id}: {len(dataset)} steps of {dataset.meta.get('source', 'a prior')}\n"
-                 f"optimal state-actions covered: {cov['state_action']:.0%} of the optimal "
-                 f"policy's visits")
+           title=f"{env_id}: {which}, {len(dataset)} steps of\n"
+                 f"{dataset.meta.get('source', 'a prior')}\noptimal actions in the data "
+                 f"(orange) or not (red): {cov['state_action']:.0%} of its visits")
     ax.figure.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
     return fig if fig is not None else ax.figure
 
@@ -2542,7 +2564,7 @@ def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
 
 
 def _mean_std(values) -> str:
-    return f"{np.mean(values):,.0f} ± {np.std(values):,.0f}"
+    return f"{np.mean(values):,.0f} ± {_std(values):,.0f}"
 
 
 def bench_paper(jobs: int = 2, prior: str | None = None, seeds: int = 5, envs=PAPER_ENVS,
@@ -2587,8 +2609,8 @@ ABLATION = {                                     # label: the Config settings of
     "untried: keep": dict(init_untried="keep"),
     "untried: pessimistic": dict(init_untried="pessimistic"),
     "prior share fixed at 0.5": dict(prior_share=0.5),
-    "loro before (pessimistic, 2000 updates, 0.5)": dict(init_untried="pessimistic",
-                                                         pretrain_updates=2000, prior_share=0.5),
+    "previous loro (pessimistic, 2,000 updates, share 0.5)": dict(
+        init_untried="pessimistic", pretrain_updates=2000, prior_share=0.5),
 }
 ABLATION_PRIORS = [(env_id, DEFAULT_PRIOR) for env_id in PAPER_ENVS] + \
     [(env_id, noise) for env_id in ("CliffWalking-v1", "MountainCar-v0") for noise in (0.0, 0.2)]
@@ -2878,11 +2900,14 @@ def cmd_coverage(args):
                         f"drop --plot")
     dataset = make_priors(cfg, spec, [cfg.seed], log=QUIET)[0][cfg.seed]   # the run's first prior
     result = coverage(dataset, spec.env_id)
-    print(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes of "
+    window = dataset.meta.get("window")
+    print(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes"
+          f"{f' (episodes {window[0]}-{window[-1]} of the file)' if window else ''} of "
           f"{dataset.meta.get('source')}, mean return {dataset.episode_returns().mean():.2f}\n"
-          f"the optimal policy's visits covered: state-actions {result['state_action']:.1%}, "
-          f"states {result['states']:.1%} ({result['covered_states']} of the "
-          f"{result['optimal_states']} states it visits)")
+          f"the optimal policy's visits that the data covers: {result['state_action']:.1%} with "
+          f"an optimal action, {result['states']:.1%} with any action; "
+          f"{result['covered_states']} of the {result['optimal_states']} states it visits have "
+          f"an optimal action in the data")
     write_outputs(args, None, lambda: plot_coverage(dataset, spec.env_id))
     return result
 

@@ -724,6 +724,24 @@ def test_summary_metrics():
         is None                                       # llm and random never learn
 
 
+def test_the_verdict_uses_the_sample_spread_and_says_what_the_prior_phase_holds():
+    def results(rl, loro, steps=1000):
+        methods = {m: dict(cumulative=v, prior_phase=[-10.0] * len(v), learner_phase=v)
+                   for m, v in (("rl", rl), ("loro", loro))}
+        return dict(env="CliffWalking-v1", methods=methods, checkpoints=[200, 400, 2000],
+                    prior=dict(episodes=10, steps=[steps] * len(rl)))
+    # gap 2.0; the sample std of each is 1, so two standard errors are 2 * sqrt(2 / 2) = 2.0:
+    # not a clear difference (with the population std, 1/sqrt(2), it would have "paid")
+    said = loro.verdict(results([-11.0, -9.0], [-9.0, -7.0]))
+    assert "made no clear difference" in said and "two standard errors" in said
+    assert "paid" in loro.verdict(results([-11.0, -9.0, -10.0], [-1.0, -2.0, -1.5]))
+    assert "one seed gives no verdict" in loro.verdict(results([-10.0], [-5.0]))
+    assert "the 2 points taken during the prior's 10 episodes" in \
+        loro.verdict(results([-10.0, -9.0], [-5.0, -6.0]))
+    assert "no point fell in the prior's 10 episodes (150 steps)" in \
+        loro.verdict(results([-10.0, -9.0], [-5.0, -6.0], steps=150))
+
+
 def test_seeds_are_independent_and_reproducible():
     cfg = loro.Config(env_id="CliffWalking-v1", budget_steps=2000, seeds=2, methods=("loro",))
     a = loro.run_experiment(cfg, log=lambda *_: None)["methods"]["loro"]["curves"]
