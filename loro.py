@@ -2685,7 +2685,7 @@ class _Parser(argparse.ArgumentParser):
 
 # The options, as (flag, argparse settings); each sets the Config field of its name (§0).
 PRIOR_OPTIONS = [
-    ("--env", dict(default=Config.env_id, help="the environment")),
+    ("--env", dict(default=Config.env_id, help=f"one of {', '.join(ENVS)}")),
     ("--prior", dict(help="a shipped dataset's model name (e.g. qwen2.5-32b), or 'scripted' for "
                           "the stand-in; default: qwen2.5-7b where shipped")),
     ("--dataset", dict(help="a recorded .npz to use as the prior")),
