@@ -22,23 +22,23 @@ data/). Elsewhere a *scripted stand-in* plays it: a few rules of thumb per game 
 same chat messages an LLM gets. It is not a language model and is labelled as such everywhere.
 
 Sections (the notebook tutorial.ipynb uses the same numbers). §0-§8 tell the method's story in
-the order the data flows; a first reading can stop there. The appendices are machinery.
+the order the data flows; a first reading can stop at §8. The appendices are machinery.
     §0  Settings                    one dataclass of settings
     §1  The environments in words   the registry: budgets, thresholds, the text an LLM reads
-    §2  The LLM as a policy         prompt, reply, parse, vote; the stand-in's idea
-    §3  The dataset                 a row, one episode, the .npz file, the shipped LLM data
+    §2  The LLM as a policy         prompt, reply, parse, vote
+    §3  The dataset                 a row, one episode, the shipped LLM data
     §4  Learners                    tabular Q-learning, tile coding + linear Q, actor-critic
     §5  The warm start              untried actions, offline updates, the prior's share
     §6  The same-budget experiment  the five methods, two curves, the metrics
     §7  Diagnostics                 value iteration, coverage, the prior-quality sweep
     §8  Plots                       figures, returned to the caller
-    A   The stand-in's rules        one rule of thumb per game
+    A   The stand-in                rules of thumb behind the chat interface (not an LLM)
     B   The HTTP client             retries, error explanations, a local stand-in server
-    C   Collection                  parallel episodes, the journal and resume
-    D   Benchmarks                  learner speed, workers, the paper's table, the ablation
-    E   The command line            run, collect, prompt, coverage, sweep, bench
-The lesson reaches the machinery through two seams: a chat's .chat(messages) (the stand-in, or
-ChatClient of B) and collect() (C), which plays §3's play_episode many times.
+    C   Collection and files        parallel episodes, the journal and resume, file checks
+    D   The command line            run, collect, prompt, coverage, sweep; the main job
+The lesson reaches the machinery through two seams: a chat's .chat(messages) (the stand-in of
+A, or the ChatClient of B) and collect() (C), which plays §3's play_episode many times. The
+benchmarks that rebuild the published tables live beside this file, in bench/.
 
 References: Sutton & Barto, Reinforcement Learning: An Introduction, 2nd ed. (2018), cited as
 "S&B"; the learners' own papers are cited where their ideas are implemented.
@@ -102,10 +102,12 @@ class Config:
     prior_noise: float | None = None     # the stand-in's chance of a random answer (None: 0.2)
     dataset: str | None = None           # a recorded .npz to use instead
     # the warm start (steps 2 and 3): three ingredients, each can be switched off (§5)
-    init_untried: str = "calibrated"     # where untried actions start: calibrated|pessimistic|keep
+    init_untried: str = "calibrated"     # where untried actions start (UNTRIED, §5)
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
-    prior_share: float | None = None     # fixed share of the prior per minibatch (None: no share)
+    prior_share: float | str | None = None  # the prior's share of a minibatch (None: on top)
+    # the learner (§4)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
+    q_start: float = 0.0                 # where Q-values start (0: optimistic if steps cost -1)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
     # a live language model (Appendix B), used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
@@ -123,32 +125,31 @@ class Config:
     def resolved(self) -> Config:
         """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
         shipped dataset's path, or the stand-in's noise)."""
-        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, \
-            self.dataset
-        if dataset is None and self.model is None:
-            shipped = shipped_datasets(self.env_id)
-            if prior is None:                    # a noise asks for the stand-in
-                prior = DEFAULT_PRIOR if noise is None and DEFAULT_PRIOR in shipped else STAND_IN
-            if prior != STAND_IN:
-                if prior not in shipped:
-                    raise LoroError(f"--prior {prior}: no such dataset is shipped for "
-                                    f"{self.env_id}; choose one of "
-                                    f"{', '.join([*shipped, STAND_IN])}")
-                if noise is not None:
-                    raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} "
-                                    f"to use it, or drop it")
-                dataset = shipped[prior]
-            elif noise is None:
-                noise = STAND_IN_NOISE
-        elif prior is not None:
-            raise LoroError("pass one prior: --prior, --dataset or --model")
+        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, None
+        shipped = shipped_datasets(self.env_id)
+        if self.dataset or self.model:
+            if prior is not None:
+                raise LoroError("pass one prior: --prior, --dataset or --model")
+            dataset = self.dataset
+        elif prior is None and noise is None and DEFAULT_PRIOR in shipped:
+            prior, dataset = DEFAULT_PRIOR, shipped[DEFAULT_PRIOR]
+        elif prior in (None, STAND_IN):          # a noise alone asks for the stand-in
+            prior, noise = STAND_IN, STAND_IN_NOISE if noise is None else noise
+        elif prior not in shipped:
+            raise LoroError(f"--prior {prior}: no such dataset is shipped for {self.env_id}; "
+                            f"choose one of {', '.join([*shipped, STAND_IN])}")
+        elif noise is not None:
+            raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} to use "
+                            f"it, or drop it")
+        else:
+            dataset = shipped[prior]
         return dataclasses.replace(
             self, prior=prior, dataset=dataset, prior_noise=noise,
             budget_steps=spec.budget_steps if self.budget_steps is None else self.budget_steps,
             eval_episodes=spec.eval_episodes if self.eval_episodes is None else self.eval_episodes)
 
     def check(self) -> Config:
-        """Refuse settings that cannot work, one line naming the fix (Appendix E)."""
+        """Refuse settings that cannot work, one line naming the fix (Appendix D)."""
         check_config(self)
         return self
 
@@ -221,46 +222,8 @@ def describe_grid(n_cols: int) -> Callable:
     return functools.partial(describe_cell, n_cols=n_cols)
 
 
-TAXI_STOPS = {"R": (0, 0), "G": (0, 4), "Y": (4, 0), "B": (4, 3)}   # gymnasium's Taxi locations
-TAXI_MAP = ["+---------+", "|R: | : :G|", "| : | : : |", "| : : : : |", "| | : | : |", "|Y| : |B: |",
-            "+---------+"]
-
-
-def describe_taxi(obs) -> str:
-    row, col, passenger, destination = _taxi_decode(int(obs))
-    names = list(TAXI_STOPS)
-    where = ("The passenger is in the taxi." if passenger == 4 else
-             f"The passenger waits at {names[passenger]} "
-             f"(row {TAXI_STOPS[names[passenger]][0]}, column {TAXI_STOPS[names[passenger]][1]}).")
-    goal = names[destination]
-    return (f"The taxi is at row {row}, column {col}. {where} The destination is {goal} "
-            f"(row {TAXI_STOPS[goal][0]}, column {TAXI_STOPS[goal][1]}).")
-
-
-def _taxi_decode(s: int) -> tuple:
-    """gymnasium's Taxi state number -> (taxi row, taxi column, passenger 0-4, destination 0-3)."""
-    s, destination = divmod(s, 4)
-    s, passenger = divmod(s, 5)
-    row, col = divmod(s, 5)
-    return row, col, passenger, destination
-
-
 FROZEN_LAKE_MAP = ["SFFF", "FHFH", "FFFH", "HFFG"]   # gymnasium's default 4x4 map
 CLIFF_MAP = ["." * 12, "." * 12, "." * 12, "S" + "C" * 10 + "G"]
-
-_CARTPOLE = dict(
-    learner="linear", max_steps=500, budget_steps=30_000, threshold=475.0, eval_episodes=1,
-    gamma=0.99,
-    game="CartPole: a pole is hinged on a cart that moves along a frictionless track.",
-    goal=("Keep the pole upright: you earn +1 for every step it stays up. The episode ends when "
-          "the pole leans more than 12 degrees or the cart leaves the track (|position| > 2.4)."),
-    actions=[("push the cart to the left", ["left"]), ("push the cart to the right", ["right"])],
-    describe=describe_cartpole,
-    # The tiles span the track (+-2.4), the failure angle (+-0.21 rad = 12 degrees) and the
-    # velocities seen in practice (gymnasium leaves them unbounded); faster values are clipped.
-    hyper=dict(low=[-2.4, -3.0, -0.21, -3.5], high=[2.4, 3.0, 0.21, 3.5], n_tilings=8, n_bins=8,
-               alpha=0.3), epsilon=(1.0, 0.01, 2_000), learning_starts=256, update_every=4,
-    batch_size=128)
 
 ENVS = {
     "CliffWalking-v1": EnvSpec(
@@ -291,24 +254,20 @@ ENVS = {
                  ("move right", ["right", "east"]), ("move up", ["up", "north"])],
         describe=describe_grid(4),
         hyper=dict(alpha=0.1), epsilon=(1.0, 0.1, 10_000), update_every=8, batch_size=256),
-    "Taxi-v4": EnvSpec(
-        "Taxi-v4", learner="tabular", max_steps=200, budget_steps=40_000,
-        threshold=7.0, eval_episodes=10, gamma=0.99,
-        game=("Taxi: a 5 x 5 grid with four stops R, G, Y and B. Rows are numbered 0 to 4 from top "
-              "to bottom, columns 0 to 4 from left to right. '|' is a wall the taxi cannot cross; "
-              "':' is open road. Map:\n" + "\n".join(TAXI_MAP)),
-        goal=("Drive to the passenger, pick them up, drive to the destination and drop them off. "
-              "Each move costs -1, a wrong pick-up or drop-off -10, and a correct drop-off "
-              "earns +20 and ends the episode."),
-        actions=[("drive south (down)", ["south"]), ("drive north (up)", ["north"]),
-                 ("drive east (right)", ["east"]), ("drive west (left)", ["west"]),
-                 ("pick up the passenger", ["pick up", "pickup"]),
-                 ("drop off the passenger", ["drop off", "dropoff"])],
-        describe=describe_taxi,
-        hyper=dict(alpha=0.5), epsilon=(0.2, 0.05, 20_000), update_every=8, batch_size=256),
-    "CartPole-v1": EnvSpec("CartPole-v1", **_CARTPOLE),
-    "CartPole-v0": EnvSpec("CartPole-v0", **{**_CARTPOLE, "max_steps": 200,
-                                             "threshold": 195.0}),
+    "CartPole-v0": EnvSpec(      # the paper's version: episodes of at most 200 steps
+        "CartPole-v0", learner="linear", max_steps=200, budget_steps=30_000,
+        threshold=195.0, eval_episodes=1, gamma=0.99,
+        game="CartPole: a pole is hinged on a cart that moves along a frictionless track.",
+        goal=("Keep the pole upright: you earn +1 for every step it stays up. The episode ends "
+              "when the pole leans more than 12 degrees or the cart leaves the track "
+              "(|position| > 2.4)."),
+        actions=[("push the cart to the left", ["left"]), ("push the cart to the right", ["right"])],
+        describe=describe_cartpole,
+        # The tiles span the track (+-2.4), the failure angle (+-0.21 rad = 12 degrees) and the
+        # velocities seen in practice (gymnasium leaves them unbounded); faster values are clipped.
+        hyper=dict(low=[-2.4, -3.0, -0.21, -3.5], high=[2.4, 3.0, 0.21, 3.5], n_tilings=8,
+                   n_bins=8, alpha=0.3),
+        epsilon=(1.0, 0.01, 2_000), learning_starts=256, update_every=4, batch_size=128),
     "MountainCar-v0": EnvSpec(
         "MountainCar-v0", learner="linear", max_steps=200, budget_steps=60_000,
         threshold=-110.0, eval_episodes=1, gamma=0.99,
@@ -371,8 +330,10 @@ def make_env(env_id: str) -> gym.Env:
 # Step 1 of LORO: at every step the model reads the game, the goal, the legal actions and the
 # observation in words, and answers with an action. Actions are numbered from 1 in the prompt
 # (models favour the number 0 whatever it means) and mapped back to gymnasium's 0-based ones.
-# A "chat" is anything with .chat(messages) -> Reply: the scripted stand-in at the end of this
-# section, or a real model behind the HTTP client of Appendix B.
+# A "chat" is anything with .chat(messages) -> Reply: a real model behind the HTTP client of
+# Appendix B, or the scripted stand-in of Appendix A, a few rules of thumb per game that read the
+# same messages and answer in the same format (NOT a language model; labelled as such everywhere).
+# Its `noise`, the chance of a random answer, dials the prior from good (0) to useless (1).
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -460,7 +421,9 @@ class Reply:
     usage: dict | None = None
     latency: float = 0.0
     cached: bool = False
-    key: str | None = None    # the request's hash, for the cache (never includes the API key)
+    key: str | None = None        # the request's hash, for the cache (never includes the API key)
+    retries: int = 0              # failed attempts before this reply came through
+    reasoning: str | None = None  # a reasoning model's thinking, sent beside the answer
 
 
 def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "direct",
@@ -486,13 +449,12 @@ def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "
         return (np.median([a for a, _ in parsed], axis=0).astype(np.float32), parsed[0][1],
                 messages, replies)
     votes_for = collections.Counter(a for a, _ in parsed)
-    top = max(votes_for.values())
-    action = next(a for a, _ in parsed if votes_for[a] == top)   # a tie: the earliest vote wins
+    action = votes_for.most_common(1)[0][0]      # a tie: the earliest vote (most_common is stable)
     rule = next(r for a, r in parsed if a == action)
     return action, rule, messages, replies
 
 
-FALLBACK_CAUSES = ("empty content", "cut at --max-tokens", "unparseable")
+FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
 
 
 def fallback_cause(replies: list) -> str:
@@ -500,38 +462,8 @@ def fallback_cause(replies: list) -> str:
     if any(r.finish_reason == "length" for r in replies):
         return "cut at --max-tokens"
     if not any(r.text and r.text.strip() for r in replies):
-        return "empty content"
+        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
     return "unparseable"
-
-
-class ScriptedChat:
-    """A stand-in for an LLM: rules of thumb behind the chat interface. Not a language model.
-
-    `noise` is the chance that a reply names a uniformly random legal action instead of the
-    rule's, so the prior's quality can be dialled from good (0) to useless (1).
-    """
-
-    def __init__(self, env_id: str, noise: float = 0.0, seed=0):
-        if not 0.0 <= noise <= 1.0:
-            raise LoroError(f"--prior-noise must be between 0 and 1, got {noise}")
-        self.spec = env_spec(env_id)
-        self.rule = SCRIPTED_RULES[env_id.split("-")[0]]
-        self.noise = noise
-        self.rng = np.random.default_rng(seed)
-        self.name = f"scripted(noise={noise:g})"
-
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
-        system, user = messages[0]["content"], messages[-1]["content"]
-        if self.rng.random() < self.noise:
-            if self.spec.continuous_range:
-                action = round(float(self.rng.uniform(*self.spec.continuous_range)), 2)
-            else:
-                action = int(self.rng.integers(len(self.spec.actions))) + 1
-            return Reply(f"I will try something different. Action: {action}")
-        reason, action = self.rule(system, user)
-        if isinstance(action, float):
-            return Reply(f"{reason}\nAction: {action:.2f}")
-        return Reply(f"{reason}\nAction: {action}")
 
 
 # --- §3 The dataset ------------------------------------------------------------------------------
@@ -540,9 +472,9 @@ class ScriptedChat:
 # action with the state after it). `terminated` means a real end (goal, hole, fall): no value
 # after it. `truncated` means the clock ran out: the next state still has a value (§4).
 # play_episode rolls out one episode; `collect` (Appendix C) plays many, in parallel and
-# resumably. data/ ships the LORO paper's own LLM datasets in this format (data/README.md).
+# resumably, and save_dataset / load_dataset (C) write and read-and-check .npz files.
+# data/ ships the LORO paper's own LLM datasets in this format (data/README.md).
 
-MAX_REWARD = 1e9                # no game here comes near; a larger reward is a broken file
 DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode")
 
 
@@ -573,6 +505,12 @@ class Dataset:
             future = self.rewards[i] + gamma * (0.0 if last[i] else future)
             g[i] = future
         return g
+
+    def censored(self) -> np.ndarray:
+        """Per row: True if the clock cut its episode (it ends `truncated`), so that its G counts
+        only the rows recorded: a censored return, not a value."""
+        _, episode, length = np.unique(self.episode, return_inverse=True, return_counts=True)
+        return self.truncated[np.cumsum(length) - 1][episode]   # each episode's last row's flag
 
     def select_episodes(self, positions) -> Dataset:
         """The episodes at these positions (0: the first one), in this order, renumbered 0, 1, ..."""
@@ -626,41 +564,6 @@ def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "dire
             return dict(episode=episode, rows=rows, counts=counts)
 
 
-def save_dataset(dataset: Dataset, path: str):
-    arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
-    tmp = path + ".tmp.npz"                      # write then rename: a crash never leaves half a file
-    np.savez_compressed(tmp, **arrays, meta=np.array(json.dumps(_jsonable(dataset.meta))))
-    os.replace(tmp, path)
-
-
-def load_dataset(path: str, env_id: str | None = None) -> Dataset:
-    """Read and validate a dataset file; a bad one is rejected with a one-line reason."""
-    if not os.path.exists(path):
-        raise LoroError(f"{path}: no such file; collect one with `python loro.py collect`")
-    if os.path.isdir(path):
-        raise LoroError(f"{path} is a folder; name a .npz file in it")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as error:
-        raise LoroError(f"{path}: not a readable .npz file ({type(error).__name__}); "
-                        f"re-collect it with `python loro.py collect`") from None
-    missing = [k for k in DATASET_KEYS + ("meta",) if k not in arrays]
-    if missing:
-        raise LoroError(f"{path}: missing arrays {', '.join(missing)}; a dataset needs "
-                        f"{', '.join(DATASET_KEYS)} and meta")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-        assert isinstance(meta, dict)
-    except (ValueError, AssertionError):
-        raise LoroError(f"{path}: `meta` is not a JSON object") from None
-    dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
-    problem = check_dataset(dataset, env_id or meta.get("env_id"))
-    if problem:
-        raise LoroError(f"{path}: {problem}")
-    return dataset
-
-
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
 
@@ -699,12 +602,14 @@ class TabularQ:
 
         Q(s, a) <- Q(s, a) + alpha * [r + gamma * max_a' Q(s', a') - Q(s, a)]
 
-    Q starts at 0. In games where every step costs -1 that is optimistic: an untried action
-    looks better than a tried one, which drives exploration even with a small epsilon.
+    Q starts at `start`, 0 by default. In games where every step costs -1 that is optimistic: an
+    untried action looks better than a tried one, which drives exploration even with a small
+    epsilon.
     """
 
-    def __init__(self, n_states: int, n_actions: int, alpha: float, gamma: float, **_):
-        self.q = np.zeros((n_states, n_actions))
+    def __init__(self, n_states: int, n_actions: int, alpha: float, gamma: float,
+                 start: float = 0.0):
+        self.q = np.full((n_states, n_actions), float(start))
         self.alpha, self.gamma, self.epsilon = alpha, gamma, 0.0
 
     def act(self, obs, rng: np.random.Generator, greedy: bool = False) -> int:
@@ -725,12 +630,13 @@ class TabularQ:
 
     def set_untried(self, s, a, value: np.ndarray):
         """Before offline pre-training (§5): in every state the data visits, the actions it never
-        tried there start at the mean of `value` over that state's rows (value[i]: row i's)."""
-        n_states = self.q.shape[0]
+        tried there start at the mean of `value` over that state's rows (value[i]: row i's). A NaN
+        is no value: a state with nothing else keeps its start."""
+        n_states, known = self.q.shape[0], np.isfinite(value)
         tried = np.zeros(self.q.shape, bool)
         tried[s, a] = True
-        count = np.bincount(s, minlength=n_states)
-        mean = np.bincount(s, value, minlength=n_states) / np.maximum(count, 1)   # (n_states,)
+        count = np.bincount(s[known], minlength=n_states)
+        mean = np.bincount(s[known], value[known], minlength=n_states) / np.maximum(count, 1)
         untried = (count > 0)[:, None] & ~tried
         self.q[untried] = np.broadcast_to(mean[:, None], self.q.shape)[untried]
 
@@ -776,13 +682,14 @@ class LinearQ:
     target as in eq. 6.8): the gradient of Q(s, a) is 1 on its active tiles, so each moves by
         w[a, i] <- w[a, i] + (alpha / n_tilings) * [r + gamma * max_a' Q(s', a') - Q(s, a)].
     alpha / n_tilings makes alpha the step size of a whole Q value (S&B §9.5.4).
-    Initial values of 0 are optimistic where every step costs -1 (MountainCar, Acrobot), so
-    there the greedy policy explores by itself and epsilon can be 0 (S&B §10.1).
+    Initial values of 0 (`start`) are optimistic where every step costs -1 (MountainCar,
+    Acrobot), so there the greedy policy explores by itself and epsilon can be 0 (S&B §10.1).
     """
 
-    def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float):
+    def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float,
+                 start: float = 0.0):
         self.coder, self.alpha, self.gamma, self.epsilon = coder, alpha, gamma, 0.0
-        self.w = np.zeros((n_actions, coder.n_features))
+        self.w = np.full((n_actions, coder.n_features), start / coder.n_tilings)
         self.touches = np.zeros(self.w.size)     # scratch for update: samples per weight, all 0
 
     def q_values(self, obs) -> np.ndarray:
@@ -814,13 +721,13 @@ class LinearQ:
     def set_untried(self, s, a, value: np.ndarray):
         """Before offline pre-training (§5): on every tile the data visits, the actions it never
         tried there start so that a state of such tiles alone has Q = the mean of `value` over the
-        rows that visit the tile (value[i] belongs to row i)."""
-        tiles = self.coder(s)                                     # (N, T)
+        rows that visit the tile (value[i] belongs to row i; a NaN is no value)."""
+        tiles, known = self.coder(s), np.isfinite(value)          # (N, T), (N,)
         T, n_features = tiles.shape[1], self.w.shape[1]
         tried = np.zeros(self.w.shape, bool)
         tried[a[:, None], tiles] = True
-        count = np.bincount(tiles.ravel(), minlength=n_features)
-        total = np.bincount(tiles.ravel(), np.repeat(value, T), minlength=n_features)
+        count = np.bincount(tiles[known].ravel(), minlength=n_features)
+        total = np.bincount(tiles[known].ravel(), np.repeat(value[known], T), minlength=n_features)
         mean = total / np.maximum(count, 1)                       # (n_features,)
         untried = (count > 0)[None, :] & ~tried
         self.w[untried] = np.broadcast_to(mean / T, self.w.shape)[untried]
@@ -1003,47 +910,53 @@ class ActorCritic:
         return loss, grad
 
 
-def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1.0):
+def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1.0,
+                 q_start: float = 0.0):
     """A fresh learner of the registry's kind with the registry's hyperparameters; `alpha_scale`
-    multiplies its step size (a slower learner, for §7's diagnostic)."""
+    multiplies its step size (a slower learner), `q_start` is where Q-values start."""
     env, hyper = make_env(spec.env_id), dict(spec.hyper)
     if spec.learner == "tabular":
         hyper["alpha"] *= alpha_scale
-        return TabularQ(env.observation_space.n, env.action_space.n, gamma=spec.gamma, **hyper)
+        return TabularQ(env.observation_space.n, env.action_space.n, gamma=spec.gamma,
+                        start=q_start, **hyper)
     if spec.learner == "linear":
         hyper["alpha"] *= alpha_scale
-        return LinearQ(TileCoder(hyper.pop("low"), hyper.pop("high"), hyper.pop("n_tilings"),
-                                 hyper.pop("n_bins")), env.action_space.n, gamma=spec.gamma, **hyper)
+        coder = TileCoder(hyper.pop("low"), hyper.pop("high"), hyper.pop("n_tilings"),
+                          hyper.pop("n_bins"))
+        return LinearQ(coder, env.action_space.n, gamma=spec.gamma, start=q_start, **hyper)
     hyper["lr"] *= alpha_scale
     return ActorCritic(env.observation_space.shape[0], env.action_space.low, env.action_space.high,
                        rng, gamma=spec.gamma, **hyper)
 
 
 # --- §5 The warm start ---------------------------------------------------------------------------
-# Steps 2 and 3 of LORO, in three ingredients that can each be switched off (Config):
+# Steps 2 and 3 of LORO, in three ingredients, each a Config field that can be switched:
 #
 #  1. Where untried actions start (`init_untried`). The data says nothing about the actions the
-#     prior never tried. A learner that starts every value at 0 where each step costs -1 finds
-#     those untried actions best after pre-training and drops the prior's knowledge: the offline
-#     trap (Levine, Kumar, Tucker & Fu 2020). Pinning them very low ("pessimistic", the worst
-#     reward at every step of an episode; 0 where no reward is negative, the learner's own start
-#     on CartPole and FrozenLake) cures the trap where it springs, but overshoots: climbing back
-#     takes many updates, and it switches off the optimism MountainCar and Acrobot explore with
-#     (epsilon = 0 there). "calibrated" follows Cal-QL (Nakamoto et al. 2023): pessimism, but
-#     never below what the prior itself earned. In state s an untried action starts at
-#         V_mu(s) = mean over the data's visits of s of  G_t = r_t + gamma r_{t+1} + ...,
+#     prior never tried. Left at the learner's optimistic start ("keep"), they look best after
+#     pre-training and the learner drops the prior's knowledge: the offline trap (Levine, Kumar,
+#     Tucker & Fu 2020). Pinned at the worst return ("pessimistic": the worst reward at every
+#     step), they stay below everything for many updates, and they switch off the optimism that
+#     MountainCar and Acrobot explore with (epsilon = 0 there). "calibrated" follows Cal-QL
+#     (Nakamoto et al. 2023): in a state s of the data an untried action starts at
+#         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s,
 #     the prior's own return from s on (Monte Carlo, S&B §5.1), a hair below it so that a tie
-#     goes to the action the data tried. A weak prior's V_mu is low but not absurd; a good
-#     prior's is close to its tried actions' values. "keep" leaves the learner's own start.
+#     goes to the action the data tried. Only episodes that TERMINATED count: the return of an
+#     episode the clock cut is censored, not a value (Pardo et al. 2018, "Time limits in RL").
+#     On CliffWalking such returns sat 10 to 60 times below V*, and untried actions on the
+#     shortest path went untried for up to 25,000 steps (bench/README.md). A state with no
+#     uncensored return keeps the learner's own start. "calibrated-all", loro's previous
+#     default, counts every return.
 #  2. Offline updates (`pretrain_updates`). By default as many as the learner would have made
 #     on these rows had it collected them itself (rows / update_every): more over-fits a few
-#     hundred rows (measured on CartPole-v0 with the Qwen2.5-7B data, 5 seeds: 2,000 updates
-#     cost loro 9% of its reward after the prior's phase; README, "The warm start").
-#  3. The prior's share of each minibatch (`prior_share`). By default none is reserved: the
-#     prior's rows stay in the buffer and are drawn like any row, so their share shrinks from
-#     100% towards len(prior) / budget as the learner's own rows arrive. A fixed share (0.5,
-#     RLPD's symmetric sampling, Ball et al. 2023) suits good data; weak data would then take
-#     half of every update for the whole run. 0 is a fresh buffer (WSRL, Zhou et al. 2024).
+#     hundred rows (bench/README.md: 2,000 cost 9% after the prior's phase on CartPole-v0).
+#  3. The prior's rows in each minibatch (`prior_share`). By default they ride on top: a batch
+#     holds as many of the learner's own rows as it would without a prior, plus B * P / (P + n)
+#     of the prior's P rows (n: the learner's own so far). The prior's share falls from a half
+#     towards 0, and its rows never crowd out the learner's fresh ones (online rows favoured,
+#     as in the balanced replay of Lee et al. 2021). A fixed share (0.5 is RLPD's symmetric
+#     sampling, Ball et al. 2023) suits good data; 0 is a fresh buffer (WSRL, Zhou et al. 2024);
+#     "buffer" draws every row alike, loro's previous default.
 # The actor-critic has no "untried action"; its counterpart of ingredient 1 is TD3+BC's
 # imitation term while offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
 
@@ -1079,16 +992,19 @@ class ReplayBuffer:
         self.next_obs[i], self.terminated[i] = next_obs, terminated
         self.n_online += 1
 
-    def sample(self, batch_size: int, prior_share: float | None, rng: np.random.Generator) -> tuple:
-        """A minibatch of row indices: uniform over every row when `prior_share` is None (the
-        prior's share then shrinks as online rows arrive), else a fixed share from the prior."""
-        if prior_share is None or self.n_online == 0 or self.n_prior == 0:
-            idx = rng.integers(0, len(self), batch_size)
+    def sample(self, batch_size: int, prior_share, rng: np.random.Generator) -> tuple:
+        """A minibatch (ingredient 3). `prior_share` None: `batch_size` of the learner's own rows
+        and round(batch_size * P / (P + n)) of the prior's on top; a number: that share of
+        `batch_size` from the prior; "buffer", or a buffer of one kind: uniform over all rows."""
+        P, n = self.n_prior, self.n_online
+        if prior_share == "buffer" or P == 0 or n == 0:
+            idx = rng.integers(0, P + n, batch_size)
+        elif prior_share is None:
+            idx = np.concatenate([P + rng.integers(0, n, batch_size),
+                                  rng.integers(0, P, round(batch_size * P / (P + n)))])
         else:
-            n_prior = round(prior_share * batch_size)
-            idx = np.concatenate([
-                rng.integers(0, self.n_prior, n_prior),
-                self.n_prior + rng.integers(0, self.n_online, batch_size - n_prior)])
+            k = round(prior_share * batch_size)
+            idx = np.concatenate([rng.integers(0, P, k), P + rng.integers(0, n, batch_size - k)])
         return (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
                 self.terminated[idx])
 
@@ -1112,16 +1028,19 @@ def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.ran
     return np.array(losses)
 
 
-UNTRIED = ("calibrated", "pessimistic", "keep")
+UNTRIED = ("calibrated", "calibrated-all", "pessimistic", "keep")
 
 
 def untried_values(mode: str, spec: EnvSpec, prior: Dataset) -> np.ndarray | None:
     """Per row of the prior, the value its state's untried actions start at (ingredient 1)."""
     if mode == "keep":
         return None
-    if mode == "calibrated":                     # V_mu, a hair below: ties go to the data's action
+    if mode.startswith("calibrated"):            # V_mu, a hair below: ties go to the data's action
         g = prior.returns_to_go(spec.gamma)
-        return g - 1e-6 * (1.0 + np.abs(g))
+        g = g - 1e-6 * (1.0 + np.abs(g))
+        if mode == "calibrated":                 # a censored return is no value (NaN: left out)
+            g[prior.censored()] = np.nan
+        return g
     horizon = spec.max_steps if spec.gamma == 1 else min(spec.max_steps, 1 / (1 - spec.gamma))
     return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
 
@@ -1239,7 +1158,7 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     Returns the two learning curves: greedy evaluation, and the returns of the episodes played."""
     rng = np.random.default_rng(stream_seed(seed, "learner"))
     eval_rng = np.random.default_rng(stream_seed(seed, "evaluation"))
-    learner = make_learner(spec, rng, cfg.alpha_scale)
+    learner = make_learner(spec, rng, cfg.alpha_scale, cfg.q_start)
     curve, lengths, returns, start = [], [], [], 0
     if prior is not None:                        # the prior's phase: its own episode returns
         start = len(prior)
@@ -1296,12 +1215,6 @@ def summarize(curve: np.ndarray, points: np.ndarray, threshold: float, prior_ste
                 steps_to_threshold=int(points[reached[0]]) if len(reached) else None)
 
 
-def share_registry(envs: dict, rules: dict):
-    """In a worker process: the parent's registry of environments and stand-in rules."""
-    ENVS.update(envs)
-    SCRIPTED_RULES.update(rules)
-
-
 def learner_starts(method: str, prior_steps: int) -> int | None:
     """The step after which a method's points are a learner's: rl from the start, mix and loro
     after the prior's episodes; llm and random never learn (None)."""
@@ -1317,25 +1230,18 @@ def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
                                         seed=stream_seed(seed, "stand-in", episode))
 
 
-def prior_kind(cfg: Config, recorded: Dataset | None = None) -> str:
-    """"live LLM", "recorded LLM" (a dataset not made by the stand-in) or "stand-in"."""
+def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
+    """What played the prior, in words, and its kind: "live LLM", "recorded LLM" or "stand-in"
+    (a file the stand-in made says so in its meta's source)."""
     if cfg.model:
-        return "live LLM"
-    if recorded is not None and not str(recorded.meta.get("source", "")).startswith("scripted"):
-        return "recorded LLM"
-    return "stand-in"
-
-
-def prior_source(cfg: Config, recorded: Dataset | None = None) -> str:
-    """What played the prior, in words, saying whether it is a recorded LLM or the stand-in."""
-    if cfg.dataset:
-        source = (recorded.meta if recorded else {}).get("source", "unknown source")
-        kind = "a recorded LLM" if prior_kind(cfg, recorded) == "recorded LLM" else \
-            "the stand-in, not an LLM"
-        return f"{os.path.basename(cfg.dataset)}: {source} ({kind})"
-    if cfg.model:
-        return f"LLM {cfg.model} at {cfg.base_url or os.environ.get('OPENAI_BASE_URL') or OPENAI_URL}"
-    return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM"
+        url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        return f"LLM {cfg.model} at {url}", "live LLM"
+    if recorded is None:
+        return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM", "stand-in"
+    source, name = recorded.meta.get("source", "unknown source"), os.path.basename(cfg.dataset)
+    if str(source).startswith("scripted"):
+        return f"{name}: {source} (the stand-in, not an LLM)", "stand-in"
+    return f"{name}: {source} (a recorded LLM)", "recorded LLM"
 
 
 def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
@@ -1372,9 +1278,9 @@ def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple
             prior = recorded.select_episodes(windows[i])
             prior.meta["window"] = windows[i]
         else:
-            log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)}")
+            log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)[0]}")
             prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
-                            cfg.votes, cfg.workers, meta=dict(source=prior_source(cfg)),
+                            cfg.votes, cfg.workers, meta=dict(source=prior_source(cfg)[0]),
                             log=log if cfg.model else QUIET, max_steps=cfg.budget_steps)
         if len(prior) > cfg.budget_steps:
             raise LoroError(f"the prior's {n} episodes take {len(prior)} steps, more than "
@@ -1394,36 +1300,26 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
         priors, recorded = make_priors(cfg, spec, seeds, log)
     tasks = [(m, cfg, s, priors.get(s), recorded if m == "llm" else None)
              for s in seeds for m in cfg.methods]
-    results = {m: [] for m in cfg.methods}
-    started = time.time()
-    # jobs == 1 runs in this process: plain tracebacks, nothing to pickle
-    # jobs > 1: worker processes get this process's registry, so an environment registered at
-    # run time (ENVS, SCRIPTED_RULES) works with the "spawn" start method too (macOS, Windows)
-    pool = None if cfg.jobs == 1 else concurrent.futures.ProcessPoolExecutor(
-        cfg.jobs, initializer=share_registry, initargs=(ENVS, SCRIPTED_RULES))
-    try:
-        for i, r in enumerate((pool.map if pool else map)(run_one, *zip(*tasks)), 1):
-            prior_steps = len(priors[r["seed"]]) if priors else 0
-            r.update(summarize(r["curve"], points, spec.threshold, prior_steps,
-                               learner_starts(r["method"], prior_steps)))
-            r["earned_cumulative"] = float(r["earned"].sum())
-            results[r["method"]].append(r)
-            log(f"  [{i}/{len(tasks)}] {r['method']:6s} seed {r['seed']}: cumulative "
-                f"{r['cumulative']:10.1f}, final {r['final']:8.2f} ({r['seconds']:.1f}s; "
-                f"{time.time() - started:.0f}s total)")
-    finally:
-        if pool:
-            pool.shutdown()
+    results, started = {m: [] for m in cfg.methods}, time.time()
+    for i, r in enumerate(parallel_map(run_one, tasks, cfg.jobs), 1):   # Appendix D
+        prior_steps = len(priors[r["seed"]]) if priors else 0
+        r.update(summarize(r["curve"], points, spec.threshold, prior_steps,
+                           learner_starts(r["method"], prior_steps)))
+        r["earned_cumulative"] = float(r["earned"].sum())
+        results[r["method"]].append(r)
+        log(f"  [{i}/{len(tasks)}] {r['method']:6s} seed {r['seed']}: cumulative "
+            f"{r['cumulative']:10.1f}, final {r['final']:8.2f} ({r['seconds']:.1f}s; "
+            f"{time.time() - started:.0f}s total)")
     keys = ("cumulative", "prior_phase", "learner_phase", "earned_cumulative", "final",
             "steps_to_threshold")
+    source, kind = prior_source(cfg, recorded)
+    step_cap = (recorded.meta.get("collection") or {}).get("step_cap") if recorded else None
     return dict(
         env=cfg.env_id, budget_steps=cfg.budget_steps, eval_every=cfg.eval_every,
         eval_episodes=cfg.eval_episodes, threshold=spec.threshold, checkpoints=points.tolist(),
-        prior=dict(source=prior_source(cfg, recorded), kind=prior_kind(cfg, recorded),
-                   episodes=cfg.prior_episodes, steps=[len(p) for p in priors.values()],
+        prior=dict(source=source, kind=kind, episodes=cfg.prior_episodes, step_cap=step_cap,
+                   steps=[len(p) for p in priors.values()],
                    windows=[p.meta.get("window") for p in priors.values()],
-                   step_cap=(recorded.meta.get("collection") or {}).get("step_cap")
-                   if recorded is not None else None,
                    mean_return=[float(p.episode_returns().mean()) for p in priors.values()]),
         config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "api_key"},
         methods={m: dict(**{k: [r[k] for r in rs] for k in keys},
@@ -1433,41 +1329,9 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
                  for m, rs in results.items()})
 
 
-def _std(values) -> float:
+def sample_std(values) -> float:
     """The standard deviation over seeds, the sample's (ddof=1); 0 for a single seed."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def results_table(results: dict) -> str:
-    """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
-    the agent earned while learning; final return; steps to the threshold)."""
-    prior_steps = results["prior"]["steps"]
-    split = f"{int(np.mean(prior_steps))}" if prior_steps else "0"
-    rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
-            f"{results['eval_every']} steps; prior: {results['prior']['source']}",
-            f"{'method':7s} {'cumulative reward':>23s} {'prior phase':>12s} {'after it':>10s} "
-            f"{'earned':>10s} {'final':>8s} {'steps to ' + format(results['threshold'], 'g'):>14s}"]
-    for m, r in results["methods"].items():
-        cumulative = np.array(r["cumulative"])
-        reached = [s for s in r["steps_to_threshold"] if s is not None]
-        steps = ("-" if m in ("llm", "random") else
-                 f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
-                 else f"never (0/{len(cumulative)})")
-        rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {_std(cumulative):8.1f} "
-                    f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
-                    f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
-                    f"{steps:>14s}")
-    cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
-    if cap and cap < spec.max_steps:
-        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, while "
-                    f"{results['env']}'s last {spec.max_steps}: the points of llm and of the "
-                    f"prior's phase score shorter episodes than the learners' points do")
-    rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
-                f"split at the end of the prior's episodes (step {split}); earned: the same sum "
-                f"over the episodes the agent played, exploration included; steps to the "
-                f"threshold: the median over seeds of the first point at or above it taken while "
-                f"a learner acts, and how many seeds got there)")
-    return "\n".join(rows)
 
 
 def verdict(results: dict) -> str:
@@ -1482,7 +1346,7 @@ def verdict(results: dict) -> str:
     if len(rl) < 2:
         said = f"one seed gives no verdict: {said})"
     else:
-        se = np.sqrt((_std(rl) ** 2 + _std(loro) ** 2) / len(rl))    # of the difference of means
+        se = np.sqrt((sample_std(rl) ** 2 + sample_std(loro) ** 2) / len(rl))    # of the difference of means
         said = ("the warm start " + ("paid" if gap > 2 * se else "did not pay" if gap < -2 * se
                                      else "made no clear difference")
                 + f": {said}, two standard errors {2 * se / scale:.1%})")
@@ -1616,21 +1480,13 @@ def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), dataset
         gain = (loro - rl) / np.abs(rl).clip(1e-9)
         row = dict(source=results["prior"]["source"], noise=setting.get("prior_noise"),
                    prior_return=float(np.mean(results["prior"]["mean_return"])), coverage=cov,
-                   gain_mean=float(gain.mean()), gain_std=_std(gain),
+                   gain_mean=float(gain.mean()), gain_std=sample_std(gain),
                    loro=loro.tolist(), rl=rl.tolist())
         rows.append(row)
         log(f"  {row['source']}: prior return {row['prior_return']:.2f}, coverage "
             f"{'n/a' if cov is None else format(cov, '.2f')}, gain over rl "
             f"{row['gain_mean']:+.1%} ± {row['gain_std']:.1%}")
     return dict(env=cfg.env_id, budget_steps=cfg.resolved().budget_steps, rows=rows)
-
-
-def learner_speed(cfg: Config, alpha_scales=(1.0, 0.1), log: Callable = print) -> dict:
-    """rl against loro with the learner's step size scaled down: does a warm start matter more
-    when learning from scratch is slow?"""
-    return {scale: run_experiment(dataclasses.replace(cfg, alpha_scale=scale,
-                                                      methods=("rl", "loro")), log=log)
-            for scale in alpha_scales}
 
 
 # --- §8 Plots ------------------------------------------------------------------------------------
@@ -1640,8 +1496,9 @@ METHOD_STYLE = {"loro": ("tab:red", "loro (warm start + fine-tune)"),
                 "mix": ("tab:orange", "mix (prior data, no warm start)"),
                 "rl": ("tab:blue", "rl (RL from scratch)"),
                 "llm": ("tab:green", "llm (the prior alone)"), "random": ("tab:gray", "random")}
-PROTOCOLS = {"curves": "greedy policy, separate environment (the paper's)",
-             "earned_curves": "episodes the agent played, exploration included"}
+PANELS = {"curves": "greedy policy, separate environment (the paper's)",
+          "earned_curves": "episodes the agent played, exploration included",
+          "cumulative": "cumulative reward, the paper's metric: the greedy curve's running sum"}
 BANDS = "bands: ±1 std over seeds, kept within the runs' range"
 
 
@@ -1667,55 +1524,35 @@ def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True):
     return [k for k, m in means.items() if m.min() < low - pad]
 
 
-def plot_curves(results: dict, ax=None, log_x: bool = True, key: str = "curves", legend=True):
-    """Learning curves under one protocol (`key`: "curves", the paper's greedy evaluation, or
-    "earned_curves"). Log x by default: the warm start matters in the first few thousand steps."""
+def plot_curves(results: dict, ax=None, key: str = "curves", log_x: bool = True, legend=True):
+    """One panel: the learning curves under one protocol (`key` "curves", the paper's greedy
+    evaluation, or "earned_curves"), or the paper's metric as it accrues ("cumulative"). Curves
+    have a log x axis by default: the warm start matters in the first few thousand steps."""
     import matplotlib.pyplot as plt
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.6))
-    x, means = np.array(results["checkpoints"]), {}
+    fig, ax = plt.subplots(figsize=(7, 4.6)) if ax is None else (ax.figure, ax)
+    x, means, running = np.array(results["checkpoints"]), {}, key == "cumulative"
     for method, r in results["methods"].items():
+        runs = np.cumsum(r["curves"], axis=1) if running else np.array(r[key])
         color, label = METHOD_STYLE[method]
-        total = np.mean(np.sum(r[key], axis=1))
-        means[method] = _band(ax, x, np.array(r[key]), color, f"{label}: {total:,.0f}")
-    ax.axhline(results["threshold"], color="k", lw=0.8, ls=":", label="threshold")
+        total = np.mean(runs[:, -1] if running else runs.sum(axis=1))
+        means[method] = _band(ax, x, runs, color, f"{label}: {total:,.0f}")
+    if not running:
+        ax.axhline(results["threshold"], color="k", lw=0.8, ls=":", label="threshold")
     if results["prior"]["steps"]:
         ax.axvline(np.mean(results["prior"]["steps"]), color="k", lw=0.8, ls="--",
                    label="end of the prior's episodes")
-    off = _fit_y(ax, means, [results["threshold"]])
-    if log_x:
+    off = _fit_y(ax, means, [0.0 if running else results["threshold"]], prior_bulk=not running)
+    if log_x and not running:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())   # minor labels collide at small budgets
-    ax.set(xlabel="environment steps (the prior's included)", ylabel="return",
-           title=PROTOCOLS[key])
+    ax.set(xlabel="environment steps (the prior's included)",
+           ylabel="sum of the greedy curve so far" if running else "return",
+           title=PANELS[key] + (f" ({', '.join(off)} off scale)" if off else ""))
     ax.title.set_fontsize(9)
     if legend:
-        off_scale = f" (off scale: {', '.join(off)})" if off else ""
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
-                  title=f"method: sum of the curve{off_scale}; {BANDS}", title_fontsize=7)
-    return fig if fig is not None else ax.figure
-
-
-def plot_cumulative(results: dict, ax=None, legend=True):
-    """The paper's metric as it accrues: the running sum of each method's greedy curve."""
-    import matplotlib.pyplot as plt
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.6))
-    x, means = np.array(results["checkpoints"]), {}
-    for method, r in results["methods"].items():
-        color, label = METHOD_STYLE[method]
-        means[method] = _band(ax, x, np.cumsum(np.array(r["curves"]), axis=1), color, label)
-    off = _fit_y(ax, means, [0.0], prior_bulk=False)
-    ax.set(xlabel="environment steps (the prior's included)", title="cumulative reward, "
-           "the paper's metric" + (f" ({', '.join(off)} off scale)" if off else ""),
-           ylabel="sum of the greedy curve so far")
-    ax.title.set_fontsize(9)
-    if legend:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
-                  title=BANDS, title_fontsize=7)
-    return fig if fig is not None else ax.figure
+                  title=f"method: sum of the curve; {BANDS}", title_fontsize=7)
+    return fig
 
 
 def plot_results(results: dict):
@@ -1723,9 +1560,8 @@ def plot_results(results: dict):
     reward. One legend below them; the title names the prior."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-    plot_curves(results, axes[0], legend=False)
-    plot_curves(results, axes[1], key="earned_curves", legend=False)
-    plot_cumulative(results, axes[2], legend=False)
+    for ax, key in zip(axes, PANELS):
+        plot_curves(results, ax, key, legend=False)
     handles, _ = axes[0].get_legend_handles_labels()
     labels = [f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
               f"{np.mean(r['earned_cumulative']):,.0f} earned"
@@ -1817,28 +1653,42 @@ def plot_sweep(sweep: dict):
     return fig
 
 
-def plot_learner_speed(by_scale: dict):
-    """RL and LORO side by side, for a learner at its normal step size and a slower one."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(by_scale), figsize=(5.5 * len(by_scale), 5.2), sharey=True,
-                             squeeze=False)
-    for ax, (scale, results) in zip(axes[0], by_scale.items()):
-        plot_curves(results, ax=ax)
-        ax.set_title(f"step size x {scale:g}", fontsize=10)
-    fig.suptitle(f"{next(iter(by_scale.values()))['env']}: the same comparison with a slower "
-                 f"learner")
-    fig.tight_layout()
-    return fig
+# --- Appendix A. The stand-in --------------------------------------------------------------------
+# The machinery starts here; a first reading can stop at §8.
+# The scripted stand-in reads the same messages an LLM reads (numbers from the observation text,
+# the map from the system message) and answers in the same format, so the prompts, the parser and
+# the whole pipeline run without a model. It is a few rules of thumb per game, NOT an LLM: what
+# it produces is labelled "scripted(noise=...)" everywhere.
 
+class ScriptedChat:
+    """A stand-in for an LLM: rules of thumb behind the chat interface. Not a language model.
 
-# --- Appendix A. The stand-in's rules ------------------------------------------------------------
-# The machinery starts here; a first reading can stop at §8. The stand-in (§2) looks up its
-# rule of thumb for each game here; each reads the observation and the map from the prompt.
+    `noise` is the chance that a reply names a uniformly random legal action instead of the
+    rule's, so the prior's quality can be dialled from good (0) to useless (1).
+    """
 
-# The scripted stand-in. It reads the same messages an LLM reads (numbers from the observation
-# text, the map from the system message) and answers in the same format, so the prompts, the
-# parser and the whole pipeline run without a model. It is a few rules of thumb, NOT an LLM:
-# results it produces are labelled "scripted(noise=...)" everywhere.
+    def __init__(self, env_id: str, noise: float = 0.0, seed=0):
+        if not 0.0 <= noise <= 1.0:
+            raise LoroError(f"--prior-noise must be between 0 and 1, got {noise}")
+        self.spec = env_spec(env_id)
+        self.rule = SCRIPTED_RULES[env_id.split("-")[0]]
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.name = f"scripted(noise={noise:g})"
+
+    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if self.rng.random() < self.noise:
+            if self.spec.continuous_range:
+                action = round(float(self.rng.uniform(*self.spec.continuous_range)), 2)
+            else:
+                action = int(self.rng.integers(len(self.spec.actions))) + 1
+            return Reply(f"I will try something different. Action: {action}")
+        reason, action = self.rule(system, user)
+        if isinstance(action, float):
+            return Reply(f"{reason}\nAction: {action:.2f}")
+        return Reply(f"{reason}\nAction: {action}")
+
 
 def _floats(text: str) -> list:
     return [float(x) for x in re.findall(r"[+-]\d+\.\d+", text)]
@@ -1896,18 +1746,17 @@ def rule_cliff_walking(system, user):
 
 
 _GRID_MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
-UNREACHABLE = 99                                 # "moves to the goal" of a wall or the grid's edge
 
 
 def _distances(free: Callable, n_rows: int, n_cols: int, goal: tuple) -> dict:
-    """Breadth-first search: moves from every reachable cell to the goal."""
+    """Breadth-first search over the cells where free(cell): moves from each to the goal."""
     distance, frontier = {goal: 0}, [goal]
     while frontier:
         cell = frontier.pop(0)
         for dr, dc in _GRID_MOVES.values():
             nxt = (cell[0] + dr, cell[1] + dc)
-            if 0 <= nxt[0] < n_rows and 0 <= nxt[1] < n_cols and nxt not in distance \
-                    and free(nxt, cell):
+            inside = 0 <= nxt[0] < n_rows and 0 <= nxt[1] < n_cols
+            if inside and nxt not in distance and free(nxt):
                 distance[nxt] = distance[cell] + 1
                 frontier.append(nxt)
     return distance
@@ -1921,7 +1770,7 @@ def rule_frozen_lake(system, user):
     n_rows, n_cols = len(lake), len(lake[0])
     (row, col), = _cells(user)
     goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
-    distance = _distances(lambda cell, _: lake[cell[0]][cell[1]] != "H", n_rows, n_cols, goal)
+    distance = _distances(lambda cell: lake[cell[0]][cell[1]] != "H", n_rows, n_cols, goal)
 
     def after(move):                             # where a move lands: the edge leaves you in place
         r, c = row + _GRID_MOVES[move][0], col + _GRID_MOVES[move][1]
@@ -1936,50 +1785,23 @@ def rule_frozen_lake(system, user):
             ["left", "down", "right", "up"].index(best) + 1)
 
 
-def rule_taxi(system, user):
-    walls = _map_lines(system, "+-|: RGYB")[1:-1]      # the 5 rows between the borders
-
-    def free(a, b):                                    # can the taxi move between cells a and b?
-        if a[0] != b[0]:
-            return True                                # no walls between rows
-        return walls[a[0]][2 * min(a[1], b[1]) + 2] != "|"
-
-    taxi, target = _cells(user)[:2]                    # the taxi, then the passenger or destination
-    carrying = "in the taxi" in user
-    if taxi == target:
-        return (("We are at the destination, so I drop off the passenger.", 6) if carrying else
-                ("The passenger is here, so I pick them up.", 5))
-    distance = _distances(free, 5, 5, target)
-    names = {"down": ("south", 1), "up": ("north", 2), "right": ("east", 3), "left": ("west", 4)}
-
-    def cost(move):                                    # moves left to the target after `move`
-        nxt = (taxi[0] + _GRID_MOVES[move][0], taxi[1] + _GRID_MOVES[move][1])
-        return distance.get(nxt, UNREACHABLE) if free(taxi, nxt) else UNREACHABLE
-
-    best = min(names, key=cost)
-    who = "destination" if carrying else "passenger"
-    return f"The {who} is that way, so I drive {names[best][0]}.", names[best][1]
-
-
 SCRIPTED_RULES = {
     "CartPole": rule_cartpole, "MountainCar": rule_mountain_car, "Acrobot": rule_acrobot,
     "Pendulum": rule_pendulum, "CliffWalking": rule_cliff_walking,
-    "FrozenLake": rule_frozen_lake, "Taxi": rule_taxi,
+    "FrozenLake": rule_frozen_lake,
 }
 
 
 # --- Appendix B. The HTTP client -----------------------------------------------------------------
 # POST {base_url}/chat/completions, the OpenAI-compatible protocol spoken by OpenAI, Ollama
 # (http://localhost:11434/v1), vLLM (:8000/v1), llama.cpp's server and LM Studio. Real servers
-# fail in real ways: the client retries what a retry can fix and explains the rest.
-
-# The HTTP client: POST {base_url}/chat/completions, the OpenAI-compatible protocol spoken by
-# OpenAI, Ollama (http://localhost:11434/v1), vLLM (:8000/v1), llama.cpp's server and LM Studio.
-# Real servers fail in real ways: the client retries what a retry can fix and explains the rest.
+# fail in real ways: the client retries what a retry can heal (a timeout, a lost connection, 429
+# and 5xx, a reply cut off in transit) and explains the rest in one line.
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 CONNECT_TIMEOUT = 5.0
 OPENAI_URL = "https://api.openai.com/v1"
+CUT_OFF = "cut off"                              # a reply that stopped short in transit
 
 
 class ChatClient:
@@ -2030,8 +1852,7 @@ class ChatClient:
         request = dict(url=self.url, sample=sample, **body)
         if self.temperature > 0:
             request["where"] = list(where)
-        canonical = json.dumps(request, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
         body = self.request(messages, sample)
@@ -2049,64 +1870,77 @@ class ChatClient:
                 self.stats[name] += int((reply.usage or {}).get(name) or 0)
         return reply
 
-    def _session(self) -> requests.Session:
+    def _post(self, body: dict) -> Reply:
         if not hasattr(self._local, "session"):
             self._local.session = requests.Session()
-        return self._local.session
-
-    def _post(self, body: dict) -> Reply:
         headers = {"Authorization": f"Bearer {self.api_key}"}
+        cut_offs = 0
         for attempt in range(self.retries + 1):
             started, wait = time.time(), None
             try:
-                response = self._session().post(self.url, json=body, headers=headers,
-                                                timeout=(CONNECT_TIMEOUT, self.timeout))
+                response = self._local.session.post(self.url, json=body, headers=headers,
+                                                    timeout=(CONNECT_TIMEOUT, self.timeout))
             except requests.ReadTimeout:
                 problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
                            f"raise --timeout or check the server")
+            except requests.exceptions.ChunkedEncodingError:    # closed mid-body, or short of
+                problem = CUT_OFF                                # its Content-Length
             except requests.ConnectionError as error:
                 problem = (f"cannot reach the server at {self.base_url} "
                            f"({type(error).__name__}); is it running? check --base-url")
             except requests.RequestException as error:
                 problem = f"the connection to {self.url} failed ({type(error).__name__})"
             else:
-                if response.status_code == 200:      # an answer that is not a chat completion
-                    reply, problem = self._read(response, time.time() - started)   # will not
-                    if reply is None:                                              # heal: no retry
-                        raise LoroError(problem)
-                    return reply
+                if response.status_code == 200:
+                    reply = self._read(response, time.time() - started)
+                    if reply is not None:
+                        reply.retries = attempt
+                        return reply
+                    problem = CUT_OFF
                 else:
                     problem = self._explain(response)
                     if response.status_code not in RETRY_STATUSES:
                         raise LoroError(problem)
                     wait = retry_after(response.headers)
+            cut_offs += problem == CUT_OFF
             if attempt == self.retries:
-                raise LoroError(f"{problem} (gave up after {self.retries} retries)")
+                break
             with self._lock:
                 self.stats["retries"] += 1
             self.sleep(wait if wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
+        if problem == CUT_OFF:
+            problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
+        raise LoroError(f"{problem} (gave up after {self.retries} retries)")
 
-    def _read(self, response: requests.Response, latency: float) -> tuple:
-        """A 200 answer -> (Reply, None), or (None, problem) if it is not a chat completion."""
+    def _read(self, response: requests.Response, latency: float) -> Reply | None:
+        """A 200 answer -> a Reply; None for JSON that stops short (cut off in transit: a retry
+        may heal it). An answer that is not a chat completion will not heal, and raises: a web
+        page (a --base-url without /v1, a login portal), another API's JSON, an error object."""
         try:
             data = response.json()
         except ValueError:
             data = None
+            said_json = "json" in response.headers.get("Content-Type", "json")  # or said nothing
+            if said_json and response.text.lstrip().startswith(("{", "[")):
+                return None
         if isinstance(data, dict) and "error" in data:      # some servers report errors with 200
             raise LoroError(self._explain(response))
         try:
             choice = data["choices"][0]
-            content = choice["message"].get("content")
+            message = choice["message"]
+            content = message.get("content")
         except (TypeError, KeyError, IndexError, AttributeError):
             snippet = " ".join(response.text.replace(self.api_key, "***").split())[:80]
-            return None, (f"the server at {self.url} answered with something that is not a chat "
-                          f"completion ({snippet!r}); --base-url should be an OpenAI-compatible "
-                          f"API, usually ending in /v1")
+            raise LoroError(f"the server at {self.url} answered with something that is not a "
+                            f"chat completion ({snippet!r}); --base-url should be an "
+                            f"OpenAI-compatible API, usually ending in /v1") from None
         if isinstance(content, list):            # content as a list of parts: keep the text ones
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        # reasoning models served by vLLM put their thinking beside the answer, not in it
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        return Reply(content, choice.get("finish_reason"), usage, latency), None
+        return Reply(content, choice.get("finish_reason"), usage, latency,
+                     reasoning=reasoning if isinstance(reasoning, str) else None)
 
     def _explain(self, response: requests.Response) -> str:
         """An error answer -> one line that says what is wrong and what to do."""
@@ -2242,6 +2076,44 @@ def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
     return Dataset(**_to_arrays(spec, episodes), meta=meta)
 
 
+def save_dataset(dataset: Dataset, path: str):
+    arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
+    tmp = path + ".tmp.npz"                      # write then rename: a crash never leaves half a file
+    np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
+    os.replace(tmp, path)
+
+
+def load_dataset(path: str, env_id: str | None = None) -> Dataset:
+    """Read and validate a dataset file; a bad one is rejected with a one-line reason."""
+    if not os.path.exists(path):
+        raise LoroError(f"{path}: no such file; collect one with `python loro.py collect`")
+    if os.path.isdir(path):
+        raise LoroError(f"{path} is a folder; name a .npz file in it")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as error:
+        raise LoroError(f"{path}: not a readable .npz file ({type(error).__name__}); "
+                        f"re-collect it with `python loro.py collect`") from None
+    missing = [k for k in DATASET_KEYS + ("meta",) if k not in arrays]
+    if missing:
+        raise LoroError(f"{path}: missing arrays {', '.join(missing)}; a dataset needs "
+                        f"{', '.join(DATASET_KEYS)} and meta")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        assert isinstance(meta, dict)
+    except (ValueError, AssertionError):
+        raise LoroError(f"{path}: `meta` is not a JSON object") from None
+    dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
+    problem = check_dataset(dataset, env_id or meta.get("env_id"))
+    if problem:
+        raise LoroError(f"{path}: {problem}")
+    return dataset
+
+
+MAX_REWARD = 1e9                # no game here comes near; a larger reward is a broken file
+
+
 def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     """The first thing wrong with a dataset, or None."""
     if not isinstance(d.meta.get("env_id"), str):
@@ -2322,44 +2194,47 @@ def _json_lines(path: str):
 
 
 class Transcript:
-    """Every chat call as one JSON line: the messages, the reply, the parsed action, the rule
-    that parsed it, latency, usage, episode and step. A step answered from the cache gets a
-    short line marked "cached". The transcript doubles as the request cache: a re-run replays
-    answered prompts from it instead of asking the server again. Thread-safe; append-only."""
+    """Every chat call as one JSON line: the messages, the reply (and a reasoning model's
+    thinking), the parsed action, the rule that parsed it, latency, usage, retries, episode and
+    step. A step answered from the cache gets a short line marked "cached". The transcript
+    doubles as the request cache: a re-run replays answered prompts from it instead of asking
+    the server again. Thread-safe; append-only."""
 
     def __init__(self, path: str):
         self.path, self.lock, self.cache = path, threading.Lock(), {}
         for record in _json_lines(path):
             if record.get("key") and not record.get("cached"):
                 self.cache[record["key"]] = Reply(record["reply"], record["finish_reason"],
-                                                  record.get("usage"), cached=True)
+                                                  record.get("usage"), cached=True,
+                                                  reasoning=record.get("reasoning"))
         self.file = _append(path)
 
     def log(self, episode: int, step: int, messages: list, replies: list, action, rule: str):
         for sample, reply in enumerate(replies):
             record = dict(key=reply.key, episode=episode, step=step, sample=sample,
-                          action=_jsonable(action), rule=rule)
+                          action=action, rule=rule)
             if reply.cached:
                 record["cached"] = True
             else:
-                record.update(messages=messages, reply=reply.text,
+                record.update(messages=messages, reply=reply.text, reasoning=reply.reasoning,
                               finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                              usage=reply.usage)
+                              usage=reply.usage, retries=reply.retries)
             with self.lock:
-                self.file.write(json.dumps(record) + "\n")
+                self.file.write(to_json(record) + "\n")
                 self.file.flush()
                 if reply.key and not reply.cached:
-                    self.cache[reply.key] = Reply(reply.text, reply.finish_reason, reply.usage,
-                                                  cached=True)
+                    self.cache[reply.key] = dataclasses.replace(reply, cached=True, retries=0)
 
     def usage(self) -> dict:
-        """Answered calls, tokens and seconds over every run of this collection."""
-        total = dict(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
+        """Answered calls, retries, tokens and seconds over every run of this collection."""
+        total = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0,
+                     seconds=0.0)
         for record in _json_lines(self.path):
             if record.get("cached"):
                 total["cached"] += 1
                 continue
             total["calls"] += 1
+            total["retries"] += record.get("retries") or 0
             total["seconds"] += record.get("latency") or 0.0
             for name in ("prompt_tokens", "completion_tokens"):
                 total[name] += int((record.get("usage") or {}).get(name) or 0)
@@ -2404,7 +2279,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             done[result["episode"]] = result
             if journal is not None:                # each line says how it was collected
                 settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-                journal.write(json.dumps(_jsonable(dict(result, settings=settings))) + "\n")
+                journal.write(to_json(dict(result, settings=settings)) + "\n")
                 journal.flush()
             log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
                 f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
@@ -2472,202 +2347,31 @@ def _same_collection(path: str, old: dict, new: dict):
                             f"{new.get(key)!r}; choose another --out or the same settings")
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+def to_json(value) -> str:
+    """JSON text of a value that may hold NumPy arrays and numbers (as lists and plain numbers)."""
+    return json.dumps(value, default=lambda x: x.tolist())
 
 
-# --- Appendix D. Benchmarks ----------------------------------------------------------------------
-# Benchmarks print figures; they are never timed unit tests (these machines are noisy).
+# --- Appendix D. The command line ----------------------------------------------------------------
 
-# Benchmarks print figures; they are never timed unit tests (these machines are noisy).
-
-def raw_steps_per_second(env_id: str, steps: int, seed: int = 0) -> float:
-    """env.step alone, with actions drawn beforehand: the speed limit of any learner."""
-    env = make_env(env_id)
-    env.action_space.seed(seed)
-    actions = [env.action_space.sample() for _ in range(steps)]
-    env.reset(seed=seed)
-    started = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - started)
+def parallel_map(function: Callable, tasks: list, jobs: int):
+    """function(*task) for each task, in order: in this process when jobs == 1 (plain
+    tracebacks, nothing to pickle), else in `jobs` worker processes. Workers get this process's
+    registry, so an environment registered at run time (ENVS, SCRIPTED_RULES) works with the
+    "spawn" start method too (macOS, Windows)."""
+    if jobs == 1:
+        yield from map(function, *zip(*tasks))
+        return
+    with concurrent.futures.ProcessPoolExecutor(jobs, initializer=share_registry,
+                                                initargs=(ENVS, SCRIPTED_RULES)) as pool:
+        yield from pool.map(function, *zip(*tasks))
 
 
-def learning_steps_per_second(env_id: str, steps: int, seed: int = 0) -> float:
-    """The online loop of §6 (act, step, store, update), without evaluation episodes."""
-    cfg = Config(env_id=env_id, budget_steps=steps, eval_every=steps + 1).resolved()
-    started = time.perf_counter()
-    learn_online("rl", cfg, env_spec(env_id), seed, None, np.zeros(0))
-    return steps / (time.perf_counter() - started)
+def share_registry(envs: dict, rules: dict):
+    """In a worker process: the parent's registry of environments and stand-in rules."""
+    ENVS.update(envs)
+    SCRIPTED_RULES.update(rules)
 
-
-def bench_learners(env_ids=None, steps: int = 20_000, log: Callable = print) -> list:
-    """Per learner: environment steps per second while learning vs raw env.step, same process.
-    Raw is measured before and after the learner and averaged (the machine's speed drifts)."""
-    rows = []
-    for env_id in env_ids or ENVS:
-        before = raw_steps_per_second(env_id, steps)
-        learning = learning_steps_per_second(env_id, steps)
-        raw = (before + raw_steps_per_second(env_id, steps)) / 2
-        rows.append(dict(env=env_id, learner=env_spec(env_id).learner, raw=raw,
-                         learning=learning, ratio=learning / raw))
-        log(f"  {env_id:16s} {env_spec(env_id).learner:13s} raw {raw:9,.0f} steps/s   learning "
-            f"{learning:8,.0f} steps/s   ratio {learning / raw:.2f}")
-    return rows
-
-
-PAPER_ENVS = ("CliffWalking-v1", "CartPole-v0", "Pendulum-v1", "FrozenLake-v1", "MountainCar-v0")
-# The paper's main-figure legend values (cumulative reward over the budget, Qwen2.5-7B data
-# unless named), recomputed from the authors' released result caches. Its pure RL is d3rlpy's
-# DoubleDQN (SAC on Pendulum); its five LORO runs reuse one pre-trained model.
-PAPER_FIGURE = {
-    "CliffWalking-v1": dict(rl=-41858, loro=-10436, mix=-34769, llm=-147639, llm_32b=-345380,
-                            random=-412659),
-    "CartPole-v0": dict(rl=24411, loro=27078, mix=23144, llm=5140, llm_32b=6840, random=3079),
-    "Pendulum-v1": dict(rl=-109700, loro=-56835, mix=-109282, llm=-61966, llm_32b=-60317,
-                        random=-239783),
-    "FrozenLake-v1": dict(rl=75, loro=94, mix=62, llm=0, llm_32b=0, random=0),
-    "MountainCar-v0": dict(rl=-57616, loro=-45453, mix=-59752, llm=-60000, llm_32b=-30000,
-                           random=-60000),
-}
-
-
-def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
-                   methods=("llm", "mix", "loro"), **common) -> dict:
-    """rl and random once, then `methods` for each prior ({label: Config overrides}); `common`:
-    Config settings for all runs. Returns {label: results}; rl and random are split at each
-    prior's phase, so that all share one table."""
-    base = run_experiment(Config(env_id=env_id, methods=("rl", "random"), seeds=seeds, jobs=jobs,
-                                 prior=STAND_IN, **common), log=QUIET)
-    out = {}
-    for label, overrides in priors.items():
-        r = run_experiment(Config(env_id=env_id, methods=methods, seeds=seeds, jobs=jobs,
-                                  **common, **overrides), log=QUIET)
-        points = np.array(r["checkpoints"])
-        for m, b in base["methods"].items():
-            split = [summarize(np.array(c), points, r["threshold"], n, learner_starts(m, n))
-                     for c, n in zip(b["curves"], r["prior"]["steps"])]
-            r["methods"][m] = dict(b, **{k: [x[k] for x in split] for k in split[0]})
-        r["methods"] = {m: r["methods"][m] for m in (*METHODS, *methods) if m in r["methods"]}
-        out[label] = r
-    return out
-
-
-def _mean_std(values) -> str:
-    return f"{np.mean(values):,.0f} ± {_std(values):,.0f}"
-
-
-def bench_paper(jobs: int = 2, prior: str | None = None, seeds: int = 5, envs=PAPER_ENVS,
-                log: Callable = print) -> dict:
-    """The paper's experiment on the paper's own data: every shipped dataset of the five
-    environments x rl, llm, mix, loro, random x `seeds`, at the paper's budgets (or, with
-    prior="scripted", the stand-in at noise 0.2). Prints a markdown table beside the paper's
-    numbers; returns {env: {prior: results}}."""
-    report, started = {}, time.time()
-    for env_id in envs:
-        priors = ({"scripted(0.2)": dict(prior_noise=STAND_IN_NOISE)} if prior == STAND_IN else
-                  {name: dict(prior=name) for name in shipped_datasets(env_id)})
-        report[env_id] = compare_priors(env_id, priors, seeds, jobs)
-        log(f"  {env_id}: {time.time() - started:.0f} s")
-    log(paper_table(report))
-    return report
-
-
-def paper_table(report: dict) -> str:
-    """Markdown: cumulative reward (mean ± std over seeds) per environment and prior; mix and
-    loro split into the prior's phase + the learner's phase; the paper's values beside."""
-    rows = ["| env | prior | rl | llm | mix = prior's phase + after | loro = prior's phase + "
-            "after | rl after the prior's phase | random | paper: RL | paper: LORO |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for env_id, by_prior in report.items():
-        paper = PAPER_FIGURE.get(env_id, {})
-        for name, r in by_prior.items():
-            m = r["methods"]
-            split = {k: f"{_mean_std(m[k]['cumulative'])} = {np.mean(m[k]['prior_phase']):,.0f} "
-                        f"+ {np.mean(m[k]['learner_phase']):,.0f}" for k in ("mix", "loro")}
-            rows.append(f"| {env_id} | {name} | {_mean_std(m['rl']['cumulative'])} | "
-                        f"{np.mean(m['llm']['cumulative']):,.0f} | {split['mix']} | "
-                        f"{split['loro']} | {_mean_std(m['rl']['learner_phase'])} | "
-                        f"{np.mean(m['random']['cumulative']):,.0f} | {paper.get('rl', '')} | "
-                        f"{paper.get('loro', '') if name == DEFAULT_PRIOR else ''} |")
-    return "\n".join(rows)
-
-
-ABLATION = {                                     # label: the Config settings of one loro variant
-    "loro": {},
-    "no offline updates": dict(pretrain_updates=0),
-    "untried: keep": dict(init_untried="keep"),
-    "untried: pessimistic": dict(init_untried="pessimistic"),
-    "prior share fixed at 0.5": dict(prior_share=0.5),
-    "previous loro (pessimistic, 2,000 updates, share 0.5)": dict(
-        init_untried="pessimistic", pretrain_updates=2000, prior_share=0.5),
-}
-ABLATION_PRIORS = [(env_id, DEFAULT_PRIOR) for env_id in PAPER_ENVS] + \
-    [(env_id, noise) for env_id in ("CliffWalking-v1", "MountainCar-v0") for noise in (0.0, 0.2)]
-
-
-def bench_ablation(jobs: int = 2, seeds: int = 5, log: Callable = print) -> dict:
-    """What each ingredient of the warm start does: rl, mix and every loro variant of ABLATION,
-    on the Qwen2.5-7B data and on the stand-in at noise 0 and 0.2. Scored after the prior's
-    phase (the same points for every method) and over the whole budget."""
-    report, started = {}, time.time()
-    for env_id, prior in ABLATION_PRIORS:
-        source = dict(prior=prior) if isinstance(prior, str) else dict(prior_noise=prior)
-        label = prior if isinstance(prior, str) else f"scripted({prior:g})"
-        variants = {name: dict(source, **v) for name, v in ABLATION.items()}
-        runs = compare_priors(env_id, variants, seeds, jobs, methods=("loro",))
-        mix = run_experiment(Config(env_id=env_id, methods=("mix",), seeds=seeds, jobs=jobs,
-                                    **source), log=QUIET)       # the same prior's windows as loro's
-        rows = {"rl": runs["loro"]["methods"]["rl"], "mix": mix["methods"]["mix"]}
-        rows.update({name: r["methods"]["loro"] for name, r in runs.items()})
-        report[f"{env_id} {label}"] = rows
-        log(f"  {env_id} {label}: {time.time() - started:.0f} s")
-    log(ablation_table(report))
-    return report
-
-
-def ablation_table(report: dict) -> str:
-    names = list(next(iter(report.values())))
-    rows = ["| env, prior | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for key, by_name in report.items():
-        rows.append(f"| {key} | " + " | ".join(_mean_std(by_name[n]["learner_phase"])
-                                              for n in names) + " |")
-    return "\n".join(rows)
-
-
-def bench_workers(latency: float = 0.05, episodes: int = 32, workers=(1, 8),
-                  log: Callable = print) -> dict:
-    """Parallel collection against a local chat server with a fixed reply latency: the
-    speed-up of W workers over one (CliffWalking: every episode is 13 steps)."""
-    server, url = serve_stand_in("CliffWalking-v1", latency=latency)
-    spec, seconds = env_spec("CliffWalking-v1"), {}
-    try:
-        for w in workers:
-            client = ChatClient(url, "stand-in")
-            started = time.time()
-            collect(spec, lambda e: client, episodes, workers=w, log=lambda *_: None)
-            seconds[w] = time.time() - started
-            log(f"  {w} worker(s): {episodes} episodes, {client.stats['calls']} calls, "
-                f"{seconds[w]:.2f} s")
-    finally:
-        server.shutdown()
-    speedup = seconds[workers[0]] / seconds[workers[-1]]
-    log(f"  speed-up of {workers[-1]} workers over {workers[0]}: {speedup:.1f}x "
-        f"(reply latency {latency * 1000:.0f} ms)")
-    return dict(seconds=seconds, speedup=speedup, latency=latency, episodes=episodes)
-
-
-# --- Appendix E. The command line ----------------------------------------------------------------
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):          # "(default: X)", unless X is None
@@ -2681,6 +2385,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):                    # one line, no usage dump
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
+
+
+def share(text: str):
+    """--prior-share: 'buffer' or a number."""
+    return text if text == "buffer" else float(text)
 
 
 # The options, as (flag, argparse settings); each sets the Config field of its name (§0).
@@ -2701,8 +2410,10 @@ RUN_OPTIONS = [
     ("--eval-episodes", dict(type=int, help="greedy episodes per point")),
     ("--init-untried", dict(choices=UNTRIED, default=Config.init_untried, help="§5, ingredient 1")),
     ("--pretrain-updates", dict(type=int, help="§5, ingredient 2 (default: rows / update_every)")),
-    ("--prior-share", dict(type=float, help="§5, ingredient 3 (default: none reserved)")),
+    ("--prior-share", dict(type=share, help="§5, ingredient 3: a number from 0 to 1, or 'buffer' "
+                                            "(default: the prior's rows on top)")),
     ("--alpha-scale", dict(type=float, default=Config.alpha_scale, help="x the step size")),
+    ("--q-start", dict(type=float, default=Config.q_start, help="where Q-values start")),
     ("--jobs", dict(type=int, default=min(2, os.cpu_count() or 1), help="processes")),
     ("--json", dict(help="write the results here")),
     ("--plot", dict(help="write the figure here (.png, .pdf or .svg)"))]
@@ -2772,7 +2483,7 @@ LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_
           ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
           ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
           ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
-          ("timeout", 0.1, 86_400.0))
+          ("q_start", -1e9, 1e9), ("timeout", 0.1, 86_400.0))
 
 
 def _num(x) -> str:
@@ -2791,7 +2502,7 @@ def check_config(self: Config):
                         f"name each once")
     for name, low, high in LIMITS:           # every number: finite and in range
         value = getattr(self, name)          # None: a default filled in later
-        if value is not None and not (isinstance(value, (int, float)) and
+        if value not in (None, "buffer") and not (isinstance(value, (int, float)) and
                                       math.isfinite(value) and low <= value <= high):
             why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
             raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
@@ -2840,6 +2551,38 @@ def write_outputs(args, results, figure: Callable):
         print(f"wrote {args.plot}")
 
 
+def results_table(results: dict) -> str:
+    """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
+    the agent earned while learning; final return; steps to the threshold)."""
+    prior_steps = results["prior"]["steps"]
+    split = f"{int(np.mean(prior_steps))}" if prior_steps else "0"
+    rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
+            f"{results['eval_every']} steps; prior: {results['prior']['source']}",
+            f"{'method':7s} {'cumulative reward':>23s} {'prior phase':>12s} {'after it':>10s} "
+            f"{'earned':>10s} {'final':>8s} {'steps to ' + format(results['threshold'], 'g'):>14s}"]
+    for m, r in results["methods"].items():
+        cumulative = np.array(r["cumulative"])
+        reached = [s for s in r["steps_to_threshold"] if s is not None]
+        steps = ("-" if m in ("llm", "random") else
+                 f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
+                 else f"never (0/{len(cumulative)})")
+        rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {sample_std(cumulative):8.1f} "
+                    f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
+                    f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
+                    f"{steps:>14s}")
+    cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
+    if cap and cap < spec.max_steps:
+        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, while "
+                    f"{results['env']}'s last {spec.max_steps}: the points of llm and of the "
+                    f"prior's phase score shorter episodes than the learners' points do")
+    rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
+                f"split at the end of the prior's episodes (step {split}); earned: the same sum "
+                f"over the episodes the agent played, exploration included; steps to the "
+                f"threshold: the median over seeds of the first point at or above it taken while "
+                f"a learner acts, and how many seeds got there)")
+    return "\n".join(rows)
+
+
 def cmd_run(args):
     cfg = config_from_args(args)
     output_path(args.json, (".json",), "--json")
@@ -2872,7 +2615,8 @@ def cmd_collect(args):
         print(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
               f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
               f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
-              f"this collection: {total.get('calls')} calls, {total.get('seconds')} s")
+              f"this collection: {total.get('calls')} calls, {total.get('retries')} retries, "
+              f"{total.get('seconds')} s")
     print(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
           f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
           f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
@@ -2893,11 +2637,6 @@ def cmd_coverage(args):
     cfg = dataclasses.replace(config_from_args(args).resolved(), budget_steps=sys.maxsize)
     spec = env_spec(cfg.env_id)
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
-    if spec.learner != "tabular":
-        raise LoroError(f"coverage needs a grid game with a transition table, not {spec.env_id}")
-    if args.plot and spec.env_id not in GRID_MAPS:
-        raise LoroError(f"--plot draws the map of {' or '.join(GRID_MAPS)}, not {spec.env_id}; "
-                        f"drop --plot")
     dataset = make_priors(cfg, spec, [cfg.seed], log=QUIET)[0][cfg.seed]   # the run's first prior
     result = coverage(dataset, spec.env_id)
     window = dataset.meta.get("window")
@@ -2917,48 +2656,13 @@ def cmd_sweep(args):
     output_path(args.json, (".json",), "--json")
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
     noises = number_list(args.noises, "--noises", 0.0, 1.0)
-    scales = number_list(args.alpha_scales, "--alpha-scales", 1e-6, 1e3) if args.alpha_scales \
-        else ()
-    speed_plot = None
-    if args.plot and scales:
-        root, ext = os.path.splitext(args.plot)
-        speed_plot = output_path(root + "_learner_speed" + ext, PLOT_SUFFIXES, "--plot")
     datasets = tuple(x for x in (args.datasets or "").split(",") if x.strip())
     for path in datasets:
         load_dataset(path, cfg.env_id)           # fail now, not after an hour of runs
     print(f"sweep on {cfg.env_id}: prior noise {noises}" + f", datasets {datasets}" * bool(datasets))
     sweep = prior_quality_sweep(cfg, noises, datasets)
-    speed = learner_speed(cfg, scales, log=QUIET) if scales else None
-    for scale, results in (speed or {}).items():
-        print(f"  step size x {scale:g}:\n    " + results_table(results).replace("\n", "\n    "))
-    write_outputs(args, dict(sweep=sweep, learner_speed=speed), lambda: plot_sweep(sweep))
-    if speed_plot:
-        plot_learner_speed(speed).savefig(speed_plot, dpi=120, bbox_inches="tight")
-        print(f"wrote {speed_plot}")
-    return sweep, speed
-
-
-BENCHES = {"learners": "learning speed against raw env.step",
-           "workers": "parallel collection against a local chat server",
-           "paper": "the paper's experiment on its own LLM data: every shipped dataset x 5 seeds",
-           "standin": "the same comparison with the stand-in at noise 0.2",
-           "ablation": "the warm start's ingredients, scored after the prior's phase"}
-
-
-def cmd_bench(args):
-    output_path(args.json, (".json",), "--json")
-    jobs = Config(jobs=args.jobs).check().jobs
-    if not 100 <= args.steps <= MAX_BUDGET_STEPS:
-        raise LoroError(f"--steps must be a number from 100 to {MAX_BUDGET_STEPS:,}")
-    report = {}
-    for name in [args.only] if args.only else ["learners", "workers"]:
-        print(f"{BENCHES[name]}:")
-        run = {"learners": lambda: bench_learners(steps=args.steps), "workers": bench_workers,
-               "paper": lambda: bench_paper(jobs), "standin": lambda: bench_paper(jobs, STAND_IN),
-               "ablation": lambda: bench_ablation(jobs)}[name]
-        report[name] = run()
-    write_outputs(args, report, None)
-    return report
+    write_outputs(args, sweep, lambda: plot_sweep(sweep))
+    return sweep
 
 
 # The main job, `python loro.py`: the paper's headline experiment on the paper's own data
@@ -3001,14 +2705,7 @@ def main(argv=None):
     _add(new("sweep", "loro's gain over rl as the prior gets worse"), PRIOR_OPTIONS[:1],
          PRIOR_OPTIONS[-2:], RUN_OPTIONS,
          [("--noises", dict(default="0,0.25,0.5,0.75,1", help="the stand-in's noise levels")),
-          ("--datasets", dict(help="recorded datasets to add, comma-separated")),
-          ("--alpha-scales", dict(help="also compare learner step sizes, e.g. 1,0.1"))])
-    _add(new("bench", "benchmarks: " + "; ".join(f"{k}: {v}" for k, v in BENCHES.items())),
-         [("--only", dict(choices=list(BENCHES), help="one benchmark; without it learners and "
-                                                      "workers (the others take minutes)")),
-          ("--steps", dict(type=int, default=20_000, help="per learner")),
-          ("--jobs", dict(type=int, default=min(2, os.cpu_count() or 1), help="processes")),
-          ("--json", dict(help="write the figures here"))])
+          ("--datasets", dict(help="recorded datasets to add, comma-separated"))])
     args = parser.parse_args(argv)
     try:
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only
@@ -3017,7 +2714,7 @@ def main(argv=None):
         if args.command is None:
             return main_job()
         return {"run": cmd_run, "collect": cmd_collect, "prompt": cmd_prompt,
-                "coverage": cmd_coverage, "sweep": cmd_sweep, "bench": cmd_bench}[args.command](args)
+                "coverage": cmd_coverage, "sweep": cmd_sweep}[args.command](args)
     except (LoroError, OSError) as error:        # OSError: a full disk, a file that vanished
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:

@@ -1,0 +1,116 @@
+"""What the benchmark scripts share: their command line, the paper's numbers, and the run that
+puts rl, llm, mix, loro and random for several priors into one table. Each script imports loro
+from the folder above, so `python bench/paper.py` works from anywhere."""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import loro  # noqa: E402  (after the path is set)
+
+PAPER_ENVS = ("CliffWalking-v1", "CartPole-v0", "Pendulum-v1", "FrozenLake-v1", "MountainCar-v0")
+# The paper's main-figure legend values (cumulative reward over the budget, Qwen2.5-7B data
+# unless named), recomputed from the authors' released result caches. Its pure RL is d3rlpy's
+# DoubleDQN (SAC on Pendulum); its five LORO runs reuse one pre-trained model.
+PAPER_FIGURE = {
+    "CliffWalking-v1": dict(rl=-41858, loro=-10436, mix=-34769, llm=-147639, llm_32b=-345380,
+                            random=-412659),
+    "CartPole-v0": dict(rl=24411, loro=27078, mix=23144, llm=5140, llm_32b=6840, random=3079),
+    "Pendulum-v1": dict(rl=-109700, loro=-56835, mix=-109282, llm=-61966, llm_32b=-60317,
+                        random=-239783),
+    "FrozenLake-v1": dict(rl=75, loro=94, mix=62, llm=0, llm_32b=0, random=0),
+    "MountainCar-v0": dict(rl=-57616, loro=-45453, mix=-59752, llm=-60000, llm_32b=-30000,
+                           random=-60000),
+}
+
+
+def parser(description: str, seeds: int = 5) -> argparse.ArgumentParser:
+    """The flags every script takes; a script adds its own."""
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    p.add_argument("--seeds", type=int, default=seeds, help=f"runs per method (default {seeds})")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="x the paper's budget of every environment (default 1)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes")
+    p.add_argument("--json", help="write the report here")
+    return p
+
+
+def start(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse and check the flags (one line naming the fix for a bad one), before any work."""
+    args = p.parse_args(argv)
+    try:
+        loro.Config(seeds=args.seeds, jobs=args.jobs).check()
+        if not 0.001 <= args.budget_scale <= 10:
+            raise loro.LoroError(f"--budget-scale must be a number from 0.001 to 10, got "
+                                 f"{args.budget_scale}")
+        loro.output_path(args.json, (".json",), "--json")
+    except loro.LoroError as error:
+        sys.exit(f"error: {error}")
+    load = os.getloadavg()[0]
+    print(f"{p.description.split(':')[0]}: {args.seeds} seeds, budget x {args.budget_scale:g}, "
+          f"{args.jobs} processes on {os.cpu_count()} cores; load average before: {load:.2f}")
+    args.started = time.time()
+    return args
+
+
+def budget(env_id: str, scale: float) -> int:
+    """The paper's budget of an environment, scaled (at least one curve point)."""
+    return max(loro.Config().eval_every, round(loro.env_spec(env_id).budget_steps * scale))
+
+
+def finish(args: argparse.Namespace, report: dict):
+    """Write --json, and say how long it took and how loaded the machine was."""
+    minutes = (time.time() - args.started) / 60
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, default=str)
+        print(f"wrote {args.json}")
+    print(f"wall time {minutes:.1f} min; load average at the end {os.getloadavg()[0]:.2f} "
+          f"(this run's own {args.jobs} processes included)")
+
+
+def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
+                   methods=("llm", "mix", "loro"), **common) -> dict:
+    """rl and random once, then `methods` for each prior ({label: Config overrides}); `common`:
+    Config settings for all runs. Returns {label: results}; rl and random are split at each
+    prior's phase, so that all share one table."""
+    base = loro.run_experiment(loro.Config(env_id=env_id, methods=("rl", "random"), seeds=seeds,
+                                           jobs=jobs, prior=loro.STAND_IN, **common),
+                               log=loro.QUIET)
+    out = {}
+    for label, overrides in priors.items():
+        r = loro.run_experiment(loro.Config(env_id=env_id, methods=methods, seeds=seeds,
+                                            jobs=jobs, **common, **overrides), log=loro.QUIET)
+        points = np.array(r["checkpoints"])
+        for m, b in base["methods"].items():
+            split = [loro.summarize(np.array(c), points, r["threshold"], n,
+                                    loro.learner_starts(m, n))
+                     for c, n in zip(b["curves"], r["prior"]["steps"])]
+            r["methods"][m] = dict(b, **{k: [x[k] for x in split] for k in split[0]})
+        order = (*loro.METHODS, *methods)
+        r["methods"] = {m: r["methods"][m] for m in order if m in r["methods"]}
+        out[label] = r
+    return out
+
+
+def online_steps(results: dict, method: str) -> list:
+    """Per seed, the learner's own steps until its greedy curve first reached the threshold:
+    counted from step 0 for rl, from the end of the prior's episodes for mix and loro (None:
+    never)."""
+    steps = results["methods"][method]["steps_to_threshold"]
+    spent = results["prior"]["steps"] if method in ("mix", "loro") else [0] * len(steps)
+    return [None if s is None else s - p for s, p in zip(steps, spent)]
+
+
+def median_steps(values: list) -> float:
+    """The median over seeds, a seed that never got there counting as infinitely slow."""
+    return float(np.median([np.inf if v is None else v for v in values]))
+
+
+def mean_std(values) -> str:
+    """mean ± the sample standard deviation over seeds, as a table cell."""
+    return f"{np.mean(values):,.0f} ± {loro.sample_std(values):,.0f}"
