@@ -11,12 +11,8 @@ visits. LORO tries to turn that coverage into sample efficiency:
     4. same budget      the LLM's steps count against the same environment-step budget as the
                         baselines: pure RL, the LLM alone, a naive mix, and a random policy
 
-Run it:
-    python loro.py                          # the paper's experiment on the paper's own LLM data
-    python loro.py run --env CartPole-v0    # the same-budget comparison on any environment
-    python loro.py collect --env ... --base-url http://localhost:11434/v1 --model qwen2.5:7b
-    python loro.py --help                   # every command
-
+Run it: `python loro.py` (the paper's experiment on the paper's own LLM data), `python loro.py
+run --env CartPole-v0` (the same comparison on any environment), `python loro.py --help`.
 The prior is, by default, the LLM data the paper's authors released (Qwen2.5-7B-Instruct,
 data/). Elsewhere a *scripted stand-in* plays it: a few rules of thumb per game that answer the
 same chat messages an LLM gets. It is not a language model and is labelled as such everywhere.
@@ -67,7 +63,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matrices, threads only hurt
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matrices, threads hurt
 import numpy as np
 import requests
 
@@ -176,9 +172,8 @@ class EnvSpec:
     epsilon: tuple | None = None                # exploration: (start, end, decay steps), linear
     batch_size: int = 32                        # transitions per update
     learning_starts: int = 0                    # no update before the buffer holds this many
-    # One update of 256 transitions every 8 steps feeds the learner as much data as one of 32
-    # every step, but NumPy's fixed cost per call makes it several times faster.
-    update_every: int = 1                       # environment steps per update
+    update_every: int = 1                       # environment steps per update (256 rows every 8
+    # steps feed a learner as much as 32 every step; NumPy's fixed cost per call makes it faster)
     continuous_range: tuple | None = None       # (low, high) torque for continuous actions
 
 
@@ -195,15 +190,14 @@ def describe_cartpole(obs) -> str:
 
 def describe_mountain_car(obs) -> str:
     position, velocity = obs
-    return f"Car position {_fmt(position)}, velocity {float(velocity):+.4f} (positive: moving right)."
+    return f"Car position {_fmt(position)}, velocity {velocity:+.4f} (positive: moving right)."
 
 
 def describe_acrobot(obs) -> str:
     c1, s1, c2, s2, w1, w2 = obs
-    return (f"Upper link angle: cos {_fmt(c1)}, sin {_fmt(s1)}; "
-            f"lower link angle relative to the upper link: cos {_fmt(c2)}, sin {_fmt(s2)}; "
-            f"angular velocity of the upper link {_fmt(w1)} rad/s, "
-            f"of the lower link {_fmt(w2)} rad/s.")
+    return (f"Upper link angle: cos {_fmt(c1)}, sin {_fmt(s1)}; lower link angle relative to "
+            f"the upper link: cos {_fmt(c2)}, sin {_fmt(s2)}; angular velocity of the upper link "
+            f"{_fmt(w1)} rad/s, of the lower link {_fmt(w2)} rad/s.")
 
 
 def describe_pendulum(obs) -> str:
@@ -261,7 +255,8 @@ ENVS = {
         goal=("Keep the pole upright: you earn +1 for every step it stays up. The episode ends "
               "when the pole leans more than 12 degrees or the cart leaves the track "
               "(|position| > 2.4)."),
-        actions=[("push the cart to the left", ["left"]), ("push the cart to the right", ["right"])],
+        actions=[("push the cart to the left", ["left"]),
+                 ("push the cart to the right", ["right"])],
         describe=describe_cartpole,
         # The tiles span the track (+-2.4), the failure angle (+-0.21 rad = 12 degrees) and the
         # velocities seen in practice (gymnasium leaves them unbounded); faster values are clipped.
@@ -321,7 +316,7 @@ def env_spec(env_id: str) -> EnvSpec:
 def make_env(env_id: str) -> gym.Env:
     """The gymnasium environment with the registry's step cap (CliffWalking gets 200)."""
     spec = env_spec(env_id)
-    with warnings.catch_warnings():   # CartPole-v0 is deprecated in gymnasium, but the paper used it
+    with warnings.catch_warnings():   # CartPole-v0 is deprecated in gymnasium; the paper used it
         warnings.simplefilter("ignore")
         return gym.make(env_id, max_episode_steps=spec.max_steps)
 
@@ -331,9 +326,8 @@ def make_env(env_id: str) -> gym.Env:
 # observation in words, and answers with an action. Actions are numbered from 1 in the prompt
 # (models favour the number 0 whatever it means) and mapped back to gymnasium's 0-based ones.
 # A "chat" is anything with .chat(messages) -> Reply: a real model behind the HTTP client of
-# Appendix B, or the scripted stand-in of Appendix A, a few rules of thumb per game that read the
-# same messages and answer in the same format (NOT a language model; labelled as such everywhere).
-# Its `noise`, the chance of a random answer, dials the prior from good (0) to useless (1).
+# Appendix B, or the stand-in of Appendix A: rules of thumb that read the same messages (NOT a
+# language model), whose `noise` (a random answer's chance) dials it from good (0) to useless (1).
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -350,9 +344,10 @@ def system_prompt(spec: EnvSpec, mode: str = "direct") -> str:
         legal = f"The action is a torque, a number between {low:.1f} and {high:.1f}."
         answer = ANSWER_FORMATS[mode].replace("'Action: N'", "'Action: X' where X is the torque")
     else:
+        n = len(spec.actions)
         legal = "Legal actions:\n" + "\n".join(
             f"{i + 1}: {words}" for i, (words, _) in enumerate(spec.actions))
-        answer = ANSWER_FORMATS[mode] + f" N is the number of your action (1 to {len(spec.actions)})."
+        answer = f"{ANSWER_FORMATS[mode]} N is the number of your action (1 to {n})."
     return (f"You are playing a game from the Gymnasium library of control tasks.\n"
             f"Game: {spec.game}\nGoal: {spec.goal}\n{legal}\n{answer}")
 
@@ -382,11 +377,9 @@ _DASH = re.compile(r"[\u2010-\u2015\u2212\ufe63\uff0d](?=\.?\d)")      # dashes 
 
 
 def parse_action(spec: EnvSpec, reply: str | None, rng: np.random.Generator):
-    """Reply text -> (gymnasium action, rule used). Never fails: the last rule is a random action."""
-    text = _THINK.sub(" ", reply or "")
-    text = _DASH.sub("-", text)                  # "−1.5" (a Unicode minus) is -1.5, not 1.5
-    tags = _TAG.findall(text)
-    numbers = _NUMBER.findall(text)
+    """Reply text -> (gymnasium action, rule used). Never fails: the last rule is a random one."""
+    text = _DASH.sub("-", _THINK.sub(" ", reply or ""))   # "−1.5" (a Unicode minus) is -1.5
+    tags, numbers = _TAG.findall(text), _NUMBER.findall(text)
     if spec.continuous_range:                    # a torque: the tag, else the last number, clamped
         low, high = spec.continuous_range
         for rule, found in (("tag", tags), ("number", numbers)):
@@ -428,30 +421,22 @@ class Reply:
 
 def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "direct",
                votes: int = 1, where: tuple = ()):
-    """One step of the LLM policy: prompt, k replies, parse each, majority vote.
-
-    Returns (action, rule, messages, replies). A reply cut off at max_tokens (finish_reason
-    "length") or with no content is not parsed: its step falls back to a random action.
-    `where` = (episode, step) tells the request cache which step asks (see ChatClient.chat).
-    """
+    """One step of the LLM policy: prompt, k replies, parse each, majority vote. Returns (action,
+    rule, messages, replies). A reply cut at max_tokens (finish_reason "length") or with no
+    content is not parsed: if no reply is usable, the step falls back to a random action.
+    `where` = (episode, step) tells the request cache which step asks (ChatClient.request_key)."""
     messages = build_messages(spec, obs, mode)
-    k = votes if mode == "vote" else 1
-    replies = [chat.chat(messages, sample=i, where=where) for i in range(k)]
-    parsed = []
-    for reply in replies:
-        if reply.text and reply.finish_reason != "length":
-            action, rule = parse_action(spec, reply.text, rng)
-            if rule != "fallback":
-                parsed.append((action, rule))
+    replies = [chat.chat(messages, i, where) for i in range(votes if mode == "vote" else 1)]
+    usable = [r.text for r in replies if r.text and r.finish_reason != "length"]
+    parsed = [parse_action(spec, text, rng) for text in usable]
+    parsed = [(action, rule) for action, rule in parsed if rule != "fallback"]
     if not parsed:
         return parse_action(spec, None, rng) + (messages, replies)
     if spec.continuous_range:                    # a vote over torques: their median
-        return (np.median([a for a, _ in parsed], axis=0).astype(np.float32), parsed[0][1],
-                messages, replies)
-    votes_for = collections.Counter(a for a, _ in parsed)
-    action = votes_for.most_common(1)[0][0]      # a tie: the earliest vote (most_common is stable)
-    rule = next(r for a, r in parsed if a == action)
-    return action, rule, messages, replies
+        return np.median([a for a, _ in parsed], axis=0), parsed[0][1], messages, replies
+    votes_for = collections.Counter(a for a, _ in parsed)   # most_common is stable: a tie goes
+    action = votes_for.most_common(1)[0][0]                 # to the earliest vote
+    return action, next(r for a, r in parsed if a == action), messages, replies
 
 
 FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
@@ -513,7 +498,7 @@ class Dataset:
         return self.truncated[np.cumsum(length) - 1][episode]   # each episode's last row's flag
 
     def select_episodes(self, positions) -> Dataset:
-        """The episodes at these positions (0: the first one), in this order, renumbered 0, 1, ..."""
+        """The episodes at these positions (0: the first), in this order, renumbered 0, 1, ..."""
         ids = np.unique(self.episode)
         rows = [np.flatnonzero(self.episode == ids[p]) for p in positions]
         keep = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -529,22 +514,17 @@ STREAMS = ("prior episode", "prior parser", "stand-in", "learner", "evaluation",
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
-    """The seed of one named stream of run `seed` (and of its `index`-th member, e.g. an episode)."""
+    """The seed of one named stream of run `seed` (and of its `index`-th member: an episode)."""
     return int(np.random.SeedSequence([seed, STREAMS.index(stream), index]).generate_state(1)[0])
-
-
-def episode_seeds(seed: int, episode: int) -> tuple:
-    """(environment reset seed, generator) of one episode: any episode replays on its own."""
-    return (stream_seed(seed, "prior episode", episode),
-            np.random.default_rng(stream_seed(seed, "prior parser", episode)))
 
 
 def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "direct",
                  votes: int = 1, transcript: Transcript | None = None, stop=None) -> dict:
-    """Roll out one episode of the LLM (or stand-in) policy. Returns its rows and parse counts."""
+    """Roll out one episode of the LLM (or stand-in) policy. Returns its rows and parse counts.
+    Its start and its parser's random fallbacks have seeds of their own: it replays alone."""
     env = make_env(spec.env_id)
-    env_seed, rng = episode_seeds(seed, episode)
-    obs, _ = env.reset(seed=env_seed)
+    rng = np.random.default_rng(stream_seed(seed, "prior parser", episode))
+    obs, _ = env.reset(seed=stream_seed(seed, "prior episode", episode))
     rows, counts = [], dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
     while True:
         if stop is not None and stop.is_set():
@@ -560,7 +540,6 @@ def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "dire
         rows.append((obs, action, reward, next_obs, terminated, truncated))
         obs = next_obs
         if terminated or truncated:
-            env.close()
             return dict(episode=episode, rows=rows, counts=counts)
 
 
@@ -968,28 +947,24 @@ class ReplayBuffer:
     holds a whole run (budgets here are tens of thousands of steps)."""
 
     def __init__(self, prior: Dataset | None, capacity: int, obs_example, action_example):
-        p = 0 if prior is None else len(prior)
-        size = p + capacity
-        obs_example, action_example = np.asarray(obs_example), np.asarray(action_example)
-        needed = size * (2 * obs_example.nbytes + action_example.nbytes + 9)   # bytes, estimated
+        P = 0 if prior is None else len(prior)
+        obs, action = np.asarray(obs_example), np.asarray(action_example)
+        examples = (obs, action, np.float64(0), obs, np.bool_(False))   # one of each column
+        size = P + capacity
+        needed = size * sum(x.nbytes for x in examples)                  # bytes
         if needed > MAX_BUFFER_BYTES:
             raise LoroError(f"a replay buffer of {size:,} steps needs about {needed / 2**30:.1f} "
                             f"GiB, more than the {MAX_BUFFER_BYTES / 2**30:g} GiB limit; lower "
                             f"--budget-steps")
-        self.obs = np.zeros((size,) + obs_example.shape, obs_example.dtype)
-        self.next_obs = np.zeros_like(self.obs)
-        self.actions = np.zeros((size,) + action_example.shape, action_example.dtype)
-        self.rewards = np.zeros(size)
-        self.terminated = np.zeros(size, bool)
-        if p:
-            for key in ("obs", "next_obs", "actions", "rewards", "terminated"):
-                getattr(self, key)[:p] = getattr(prior, key)
-        self.n_prior, self.n_online = p, 0
+        # obs, actions, rewards, next_obs, terminated: the prior's rows first
+        self.columns = [np.zeros((size,) + x.shape, x.dtype) for x in examples]
+        for column, key in zip(self.columns, DATASET_KEYS[:5] if P else ()):
+            column[:P] = getattr(prior, key)
+        self.n_prior, self.n_online = P, 0
 
     def add(self, obs, action, reward, next_obs, terminated):
-        i = self.n_prior + self.n_online
-        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i] = next_obs, terminated
+        for column, value in zip(self.columns, (obs, action, reward, next_obs, terminated)):
+            column[self.n_prior + self.n_online] = value
         self.n_online += 1
 
     def sample(self, batch_size: int, prior_share, rng: np.random.Generator) -> tuple:
@@ -1005,8 +980,7 @@ class ReplayBuffer:
         else:
             k = round(prior_share * batch_size)
             idx = np.concatenate([rng.integers(0, P, k), P + rng.integers(0, n, batch_size - k)])
-        return (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
-                self.terminated[idx])
+        return tuple(column[idx] for column in self.columns)
 
     def __len__(self) -> int:
         return self.n_prior + self.n_online
@@ -1097,16 +1071,14 @@ def play_random(spec: EnvSpec, budget: int, seed: int) -> tuple:
     env = make_env(spec.env_id)
     env.action_space.seed(stream_seed(seed, "random policy"))
     env.reset(seed=stream_seed(seed, "random policy", 1))
-    lengths, returns, steps = [], [], 0
-    while steps < budget:
-        done, length, ret = False, 0, 0.0
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            length, ret, done = length + 1, ret + reward, terminated or truncated
-        env.reset()
-        lengths.append(length), returns.append(ret)
-        steps += length
-    return lengths, returns
+    lengths, returns = [0], [0.0]
+    while sum(lengths) < budget or lengths[-1]:           # until an episode ends past the budget
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        lengths[-1], returns[-1] = lengths[-1] + 1, returns[-1] + reward
+        if terminated or truncated:
+            env.reset()
+            lengths.append(0), returns.append(0.0)
+    return lengths[:-1], returns[:-1]
 
 
 def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
@@ -1118,19 +1090,16 @@ def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
     lengths, returns = list(lengths), list(prior.episode_returns())
     if recorded is not None:
         _, more_lengths = np.unique(recorded.episode, return_counts=True)
-        more_returns, first = recorded.episode_returns(), prior.meta.get("window", [0])[0]
-        order = np.roll(np.arange(len(more_lengths)), -first)
-    chat_for_episode = None if recorded is not None else make_chat_factory(cfg, spec, seed)
-    e = 0
-    while sum(lengths) < cfg.budget_steps:
-        if chat_for_episode is None:
-            k = order[e % len(order)]
+        more_returns, k = recorded.episode_returns(), prior.meta.get("window", [0])[0]
+        while sum(lengths) < cfg.budget_steps:
             lengths.append(more_lengths[k]), returns.append(more_returns[k])
-        else:
-            n = len(np.unique(prior.episode)) + e
-            episode = play_episode(spec, chat_for_episode(n), n, seed, cfg.prompt_mode, cfg.votes)
-            lengths.append(len(episode["rows"])), returns.append(sum(r[2] for r in episode["rows"]))
-        e += 1
+            k = (k + 1) % len(more_lengths)
+        return lengths, returns
+    chat_for_episode = make_chat_factory(cfg, spec, seed)
+    while sum(lengths) < cfg.budget_steps:
+        e = len(lengths)                         # episodes are numbered on after the prior's
+        rows = play_episode(spec, chat_for_episode(e), e, seed, cfg.prompt_mode, cfg.votes)["rows"]
+        lengths.append(len(rows)), returns.append(sum(row[2] for row in rows))
     return lengths, returns
 
 
@@ -1174,28 +1143,26 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     # updates wait for enough of the learner's OWN rows: the online part of a minibatch must not
     # be copies of a handful of transitions (prior rows do not count here)
     learning_starts = max(spec.batch_size, spec.learning_starts)
-    episode_return, episode_length = 0.0, 0
+    lengths.append(0), returns.append(0.0)       # the episode being played
     for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
         if spec.epsilon:
             learner.epsilon = epsilon_at(spec.epsilon, t)
         action = learner.act(obs, rng)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)   # obs: the state BEFORE the action
-        obs, episode_return, episode_length = next_obs, episode_return + reward, episode_length + 1
+        obs, lengths[-1], returns[-1] = next_obs, lengths[-1] + 1, returns[-1] + reward
         if terminated or truncated:
-            lengths.append(episode_length), returns.append(episode_return)
             obs, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
+            lengths.append(0), returns.append(0.0)
         if buffer.n_online >= learning_starts and (t + 1) % spec.update_every == 0:
             learner.update(*buffer.sample(spec.batch_size, cfg.prior_share, rng))
         if (t + 1) % cfg.eval_every == 0:
             curve.append(evaluate(learner, eval_env, cfg.eval_episodes, eval_rng))
-    while episode_length:                        # finish the last episode (no learning) to score it
+    while lengths[-1]:                           # finish the last episode (no learning) to score it
         obs, reward, terminated, truncated, _ = env.step(learner.act(obs, rng))
-        episode_return, episode_length = episode_return + reward, episode_length + 1
+        lengths[-1], returns[-1] = lengths[-1] + 1, returns[-1] + reward
         if terminated or truncated:
-            lengths.append(episode_length), returns.append(episode_return)
-            episode_length = 0
+            break
     assert len(curve) == len(points)             # one point per eval_every steps of the budget
     return np.array(curve), behaviour_curve(lengths, returns, points)
 
@@ -1346,7 +1313,7 @@ def verdict(results: dict) -> str:
     if len(rl) < 2:
         said = f"one seed gives no verdict: {said})"
     else:
-        se = np.sqrt((sample_std(rl) ** 2 + sample_std(loro) ** 2) / len(rl))    # of the difference of means
+        se = np.sqrt((sample_std(rl) ** 2 + sample_std(loro) ** 2) / len(rl))  # of the gap
         said = ("the warm start " + ("paid" if gap > 2 * se else "did not pay" if gap < -2 * se
                                      else "made no clear difference")
                 + f": {said}, two standard errors {2 * se / scale:.1%})")
@@ -1385,7 +1352,7 @@ class Transitions(typing.NamedTuple):
 
 def transition_table(env_id: str) -> Transitions:
     env = make_env(env_id).unwrapped
-    rows = [(s, a, p, s2, r, done) for s in env.P for a in env.P[s] for p, s2, r, done in env.P[s][a]]
+    rows = [(s, a, *outcome) for s in env.P for a in env.P[s] for outcome in env.P[s][a]]
     s, a, p, s2, r, done = (np.array(x) for x in zip(*rows))
     return Transitions(s, a, p, s2.astype(int), r.astype(float), done.astype(bool),
                        env.observation_space.n, env.action_space.n,
@@ -1455,6 +1422,13 @@ def coverage(dataset: Dataset, env_id: str) -> dict:
                 states=float(visits[seen_states].sum() / total),
                 optimal_states=int(visited.sum()),
                 covered_states=int((visited & (seen_pairs & (pi > 0)).any(axis=1)).sum()))
+
+
+def which_episodes(dataset: Dataset) -> str:
+    """"episodes 12-21" of a window of a recorded file, else "10 episodes"."""
+    window = dataset.meta.get("window")
+    return f"episodes {window[0]}-{window[-1]}" if window else \
+        f"{len(np.unique(dataset.episode))} episodes"
 
 
 def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), datasets=(),
@@ -1562,15 +1536,13 @@ def plot_results(results: dict):
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     for ax, key in zip(axes, PANELS):
         plot_curves(results, ax, key, legend=False)
-    handles, _ = axes[0].get_legend_handles_labels()
-    labels = [f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
-              f"{np.mean(r['earned_cumulative']):,.0f} earned"
-              for m, r in results["methods"].items()]
-    labels += ["threshold", "end of the prior's episodes"][:len(handles) - len(labels)]
-    fig.legend(handles, labels,
-               loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.02),
-               title=f"method: cumulative reward, the sum of each curve (mean over seeds); {BANDS}",
-               title_fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for i, (m, r) in enumerate(results["methods"].items()):
+        labels[i] = (f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
+                     f"{np.mean(r['earned_cumulative']):,.0f} earned")
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, title_fontsize=8,
+               bbox_to_anchor=(0.5, -0.02), title=f"method: cumulative reward, the sum of each "
+               f"curve (mean over seeds); {BANDS}")
     seeds = len(next(iter(results["methods"].values()))["curves"])
     fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, {seeds} seeds; "
                  f"prior: {results['prior']['source']}", fontsize=10)
@@ -1591,9 +1563,8 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
         raise LoroError(f"the coverage map is drawn for {', '.join(GRID_MAPS)}, not {env_id}")
     grid = GRID_MAPS[env_id]
     n_rows, n_cols = len(grid), len(grid[0])
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(0.6 * n_cols + 1.5, 0.6 * n_rows + 0.8))
+    size = (0.6 * n_cols + 1.5, 0.6 * n_rows + 0.8)
+    fig, ax = plt.subplots(figsize=size) if ax is None else (ax.figure, ax)
     ends = dataset.next_obs[dataset.terminated | dataset.truncated]
     visits = np.bincount(np.concatenate([dataset.obs, ends]), minlength=n_rows * n_cols)
     image = ax.imshow(np.log1p(visits.reshape(n_rows, n_cols)), cmap="Blues")
@@ -1611,15 +1582,13 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
             dx, dy = ARROWS[env_id][covered[0] if len(covered) else optimal[0]]
             ax.arrow(col - 0.25 * dx, row - 0.25 * dy, 0.3 * dx, 0.3 * dy, head_width=0.15,
                      color="tab:orange" if len(covered) else "tab:red")
-    cov, window = coverage(dataset, env_id), dataset.meta.get("window")
-    which = f"episodes {window[0]}-{window[-1]}" if window else \
-        f"{len(np.unique(dataset.episode))} episodes"
+    cov = coverage(dataset, env_id)
     ax.set(xticks=range(n_cols), yticks=range(n_rows),
-           title=f"{env_id}: {which}, {len(dataset)} steps of\n"
+           title=f"{env_id}: {which_episodes(dataset)}, {len(dataset)} steps of\n"
                  f"{dataset.meta.get('source', 'a prior')}\noptimal actions in the data "
                  f"(orange) or not (red): {cov['state_action']:.0%} of its visits")
-    ax.figure.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
-    return fig if fig is not None else ax.figure
+    fig.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
+    return fig
 
 
 def plot_sweep(sweep: dict):
@@ -1977,10 +1946,7 @@ def error_message(response: requests.Response, secret: str | None = None) -> str
     message = None
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-        elif isinstance(error, str):
-            message = error
+        message = error.get("message") if isinstance(error, dict) else error
         message = message or body.get("message") or body.get("detail")
     if not isinstance(message, str) or not message.strip():
         message = response.text or response.reason or "no details"
@@ -2016,69 +1982,29 @@ def backoff(attempt: int) -> float:
     return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
 
 
-def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: int = 0):
-    """An OpenAI-compatible chat server on 127.0.0.1 that answers with the scripted stand-in
-    after a fixed delay: the real HTTP path with no model (for the notebook and benchmarks).
-    Returns (server, base_url); stop it with server.shutdown()."""
-    import http.server
-    stand_in, lock = ScriptedChat(env_id, noise, seed), threading.Lock()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with lock:
-                text = stand_in.chat(body["messages"]).text
-            time.sleep(latency)
-            answer = json.dumps(dict(object="chat.completion", model=body.get("model"), choices=[
-                dict(index=0, message=dict(role="assistant", content=text), finish_reason="stop")],
-                usage=dict(prompt_tokens=0, completion_tokens=0, total_tokens=0))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):           # keep the console quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-
 # --- Appendix C. Collection: parallel, resumable, validated --------------------------------------
 # `collect` plays many episodes of play_episode (§3) on worker threads. With an output file it
 # journals every finished episode and every chat call, so a crash or Ctrl-C loses nothing.
 
-def _to_arrays(spec: EnvSpec, episodes: list) -> dict:
-    rows = [(*row, e["episode"]) for e in episodes for row in e["rows"]]
-    continuous = spec.continuous_range is not None
-    tabular = spec.learner == "tabular"
-    cols = list(zip(*rows)) if rows else [[]] * 7
-    obs_type = np.int64 if tabular else np.float32
-    return dict(obs=np.array(cols[0], dtype=obs_type),
-                actions=np.array(cols[1], dtype=np.float32 if continuous else np.int64),
-                rewards=np.array(cols[2], dtype=np.float64),
-                next_obs=np.array(cols[3], dtype=obs_type),
-                terminated=np.array(cols[4], dtype=bool), truncated=np.array(cols[5], dtype=bool),
-                episode=np.array(cols[6], dtype=np.int64))
-
-
 def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
     """Finished episodes -> a Dataset, with the parse counts in its metadata."""
+    rows = [(*row, e["episode"]) for e in episodes for row in e["rows"]]
+    obs_type = np.int64 if spec.learner == "tabular" else np.float32
+    types = (obs_type, np.float32 if spec.continuous_range else np.int64, np.float64, obs_type,
+             bool, bool, np.int64)                # in the order of DATASET_KEYS
+    columns = zip(*rows) if rows else [[]] * 7
     counts = {rule: sum(e["counts"].get(rule, 0) for e in episodes) for rule in PARSE_RULES}
-    causes = {c: sum(e["counts"].get(c, 0) for e in episodes) for c in FALLBACK_CAUSES}
     meta = dict(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), episodes=len(episodes),
                 parse_counts=counts, parse_counts_per_episode=[e["counts"] for e in episodes],
-                fallback_causes=causes,
+                fallback_causes={c: sum(e["counts"].get(c, 0) for e in episodes)
+                                 for c in FALLBACK_CAUSES},
                 fallback_rate=counts["fallback"] / max(sum(counts.values()), 1))
-    return Dataset(**_to_arrays(spec, episodes), meta=meta)
+    return Dataset(*(np.array(c, dtype=t) for c, t in zip(columns, types)), meta=meta)
 
 
 def save_dataset(dataset: Dataset, path: str):
     arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
-    tmp = path + ".tmp.npz"                      # write then rename: a crash never leaves half a file
+    tmp = path + ".tmp.npz"                      # write, then rename: never half a file
     np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
     os.replace(tmp, path)
 
@@ -2281,10 +2207,10 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
                 settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
                 journal.write(to_json(dict(result, settings=settings)) + "\n")
                 journal.flush()
+            steps = sum(len(e["rows"]) for e in done.values())
             log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
                 f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
                 f"{time.time() - started:.0f}s)")
-            steps = sum(len(e["rows"]) for e in done.values())
             if max_steps is not None and steps > max_steps:
                 raise LoroError(f"the prior's episodes take more than --budget-steps {max_steps} "
                                 f"({steps} steps after {len(done)} of {n_episodes} episodes); "
@@ -2408,7 +2334,7 @@ RUN_OPTIONS = [
                                            "paper's)")),
     ("--eval-every", dict(type=int, default=Config.eval_every, help="steps between points")),
     ("--eval-episodes", dict(type=int, help="greedy episodes per point")),
-    ("--init-untried", dict(choices=UNTRIED, default=Config.init_untried, help="§5, ingredient 1")),
+    ("--init-untried", dict(choices=UNTRIED, default=Config.init_untried, help="§5, step 1")),
     ("--pretrain-updates", dict(type=int, help="§5, ingredient 2 (default: rows / update_every)")),
     ("--prior-share", dict(type=share, help="§5, ingredient 3: a number from 0 to 1, or 'buffer' "
                                             "(default: the prior's rows on top)")),
@@ -2432,11 +2358,10 @@ LLM_OPTIONS = [
     ("--workers", dict(type=int, default=Config.workers, help="episodes at once"))]
 
 
-def _add(parser: argparse.ArgumentParser, *option_lists, skip=()):
+def _add(parser: argparse.ArgumentParser, *option_lists):
     for options in option_lists:
         for flag, settings in options:
-            if flag not in skip:
-                parser.add_argument(flag, **settings)
+            parser.add_argument(flag, **settings)
 
 
 def config_from_args(args) -> Config:
@@ -2639,9 +2564,7 @@ def cmd_coverage(args):
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
     dataset = make_priors(cfg, spec, [cfg.seed], log=QUIET)[0][cfg.seed]   # the run's first prior
     result = coverage(dataset, spec.env_id)
-    window = dataset.meta.get("window")
-    print(f"{spec.env_id}: {len(dataset)} steps in {len(np.unique(dataset.episode))} episodes"
-          f"{f' (episodes {window[0]}-{window[-1]} of the file)' if window else ''} of "
+    print(f"{spec.env_id}: {len(dataset)} steps in {which_episodes(dataset)} of "
           f"{dataset.meta.get('source')}, mean return {dataset.episode_returns().mean():.2f}\n"
           f"the optimal policy's visits that the data covers: {result['state_action']:.1%} with "
           f"an optimal action, {result['states']:.1%} with any action; "

@@ -851,7 +851,7 @@ def test_actor_critic_target_bootstraps_through_truncation_only():
 
 # --- §2, §3, §9: the HTTP client against a real chat server ----------------------------
 # The other side of every call is an OpenAI-compatible server in this process (the standard
-# library's http.server on 127.0.0.1), written independently of loro.serve_stand_in and
+# library's http.server on 127.0.0.1), written independently of bench's serve_stand_in and
 # scripted to fail the ways real servers do. No traffic leaves 127.0.0.1.
 
 LORO_PY = os.path.abspath(loro.__file__)

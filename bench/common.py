@@ -2,9 +2,11 @@
 puts rl, llm, mix, loro and random for several priors into one table. Each script imports loro
 from the folder above, so `python bench/paper.py` works from anywhere."""
 import argparse
+import http.server
 import json
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -114,3 +116,33 @@ def median_steps(values: list) -> float:
 def mean_std(values) -> str:
     """mean ± the sample standard deviation over seeds, as a table cell."""
     return f"{np.mean(values):,.0f} ± {loro.sample_std(values):,.0f}"
+
+
+def serve_stand_in(env_id: str, noise: float = 0.0, latency: float = 0.0, seed: int = 0):
+    """An OpenAI-compatible chat server on 127.0.0.1 that answers with the scripted stand-in
+    after a fixed delay: the real HTTP path with no model (for the notebook and workers.py).
+    Returns (server, base_url); stop it with server.shutdown()."""
+    stand_in, lock = loro.ScriptedChat(env_id, noise, seed), threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with lock:
+                text = stand_in.chat(body["messages"]).text
+            time.sleep(latency)
+            answer = json.dumps(dict(object="chat.completion", model=body.get("model"), choices=[
+                dict(index=0, message=dict(role="assistant", content=text), finish_reason="stop")],
+                usage=dict(prompt_tokens=0, completion_tokens=0, total_tokens=0))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):           # keep the console quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"

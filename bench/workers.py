@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 
-from common import finish, loro, parser, start
+from common import finish, loro, parser, serve_stand_in, start
 
 EPISODES, LATENCY, WORKERS = 32, 0.05, (1, 8)
 
 
 def run(repeats: int, episodes: int, log=print) -> dict:
     """Seconds per collection with each number of workers (median over repeats)."""
-    server, url = loro.serve_stand_in("CliffWalking-v1", latency=LATENCY)
+    server, url = serve_stand_in("CliffWalking-v1", latency=LATENCY)
     spec, seconds, calls = loro.env_spec("CliffWalking-v1"), {w: [] for w in WORKERS}, 0
     try:
         for _ in range(repeats):
