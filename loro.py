@@ -1630,33 +1630,27 @@ def plot_sweep(sweep: dict):
 # it produces is labelled "scripted(noise=...)" everywhere.
 
 class ScriptedChat:
-    """A stand-in for an LLM: rules of thumb behind the chat interface. Not a language model.
-
-    `noise` is the chance that a reply names a uniformly random legal action instead of the
-    rule's, so the prior's quality can be dialled from good (0) to useless (1).
-    """
+    """Rules of thumb behind the chat interface. `noise` is the chance that a reply names a
+    uniformly random legal action instead of the rule's: the prior's quality, from good (0) to
+    useless (1)."""
 
     def __init__(self, env_id: str, noise: float = 0.0, seed=0):
         if not 0.0 <= noise <= 1.0:
             raise LoroError(f"--prior-noise must be between 0 and 1, got {noise}")
-        self.spec = env_spec(env_id)
+        self.spec, self.noise, self.rng = env_spec(env_id), noise, np.random.default_rng(seed)
         self.rule = SCRIPTED_RULES[env_id.split("-")[0]]
-        self.noise = noise
-        self.rng = np.random.default_rng(seed)
         self.name = f"scripted(noise={noise:g})"
 
     def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
-        system, user = messages[0]["content"], messages[-1]["content"]
         if self.rng.random() < self.noise:
             if self.spec.continuous_range:
                 action = round(float(self.rng.uniform(*self.spec.continuous_range)), 2)
             else:
                 action = int(self.rng.integers(len(self.spec.actions))) + 1
             return Reply(f"I will try something different. Action: {action}")
-        reason, action = self.rule(system, user)
-        if isinstance(action, float):
-            return Reply(f"{reason}\nAction: {action:.2f}")
-        return Reply(f"{reason}\nAction: {action}")
+        reason, action = self.rule(messages[0]["content"], messages[-1]["content"])
+        return Reply(f"{reason}\nAction: {action:.2f}" if isinstance(action, float) else
+                     f"{reason}\nAction: {action}")
 
 
 def _floats(text: str) -> list:
@@ -1665,10 +1659,6 @@ def _floats(text: str) -> list:
 
 def _cells(text: str) -> list:
     return [(int(r), int(c)) for r, c in re.findall(r"row (\d+), column (\d+)", text)]
-
-
-def _map_lines(system: str, alphabet: str) -> list:
-    return [line for line in system.splitlines() if line and set(line) <= set(alphabet)]
 
 
 def rule_cartpole(system, user):
@@ -1714,44 +1704,36 @@ def rule_cliff_walking(system, user):
     return "I move down toward the safe row above the cliff.", 3
 
 
-_GRID_MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
-
-
-def _distances(free: Callable, n_rows: int, n_cols: int, goal: tuple) -> dict:
-    """Breadth-first search over the cells where free(cell): moves from each to the goal."""
-    distance, frontier = {goal: 0}, [goal]
-    while frontier:
-        cell = frontier.pop(0)
-        for dr, dc in _GRID_MOVES.values():
-            nxt = (cell[0] + dr, cell[1] + dc)
-            inside = 0 <= nxt[0] < n_rows and 0 <= nxt[1] < n_cols
-            if inside and nxt not in distance and free(nxt):
-                distance[nxt] = distance[cell] + 1
-                frontier.append(nxt)
-    return distance
-
-
+_GRID_MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}  # action order
 HOLE = 20                                        # a hole costs more than any path around it
 
 
 def rule_frozen_lake(system, user):
-    lake = _map_lines(system, "SFHG")
+    lake = [line for line in system.splitlines() if line and set(line) <= set("SFHG")]
     n_rows, n_cols = len(lake), len(lake[0])
-    (row, col), = _cells(user)
-    goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
-    distance = _distances(lambda cell: lake[cell[0]][cell[1]] != "H", n_rows, n_cols, goal)
 
-    def after(move):                             # where a move lands: the edge leaves you in place
-        r, c = row + _GRID_MOVES[move][0], col + _GRID_MOVES[move][1]
-        return (r, c) if 0 <= r < n_rows and 0 <= c < n_cols else (row, col)
+    def after(cell, move):                       # where a move lands: the edge leaves you in place
+        r, c = cell[0] + _GRID_MOVES[move][0], cell[1] + _GRID_MOVES[move][1]
+        return (r, c) if 0 <= r < n_rows and 0 <= c < n_cols else cell
+
+    goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
+    distance, frontier = {goal: 0}, [goal]       # breadth-first search: each cell's moves to goal
+    while frontier:
+        cell = frontier.pop(0)
+        for move in _GRID_MOVES:
+            nxt = after(cell, move)
+            if nxt not in distance and lake[nxt[0]][nxt[1]] != "H":
+                distance[nxt] = distance[cell] + 1
+                frontier.append(nxt)
+    here = _cells(user)[0]
 
     def risk(move):                              # the ice slides sideways 2 times in 3
         sideways = ["up", "down"] if move in ("left", "right") else ["left", "right"]
-        return sum(distance.get(after(m), HOLE) for m in [move] + sideways)
+        return sum(distance.get(after(here, m), HOLE) for m in [move] + sideways)
 
     best = min(_GRID_MOVES, key=risk)
     return (f"Going {best} keeps me closest to the goal even if I slide sideways.",
-            ["left", "down", "right", "up"].index(best) + 1)
+            list(_GRID_MOVES).index(best) + 1)
 
 
 SCRIPTED_RULES = {
@@ -2334,7 +2316,7 @@ RUN_OPTIONS = [
                                            "paper's)")),
     ("--eval-every", dict(type=int, default=Config.eval_every, help="steps between points")),
     ("--eval-episodes", dict(type=int, help="greedy episodes per point")),
-    ("--init-untried", dict(choices=UNTRIED, default=Config.init_untried, help="§5, step 1")),
+    ("--init-untried", dict(choices=UNTRIED, default="calibrated", help="§5, ingredient 1")),
     ("--pretrain-updates", dict(type=int, help="§5, ingredient 2 (default: rows / update_every)")),
     ("--prior-share", dict(type=share, help="§5, ingredient 3: a number from 0 to 1, or 'buffer' "
                                             "(default: the prior's rows on top)")),
@@ -2435,34 +2417,19 @@ def check_config(self: Config):
     if self.budget_steps is not None and self.budget_steps < self.eval_every:
         raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
                         f"({self.eval_every})")
-    if self.init_untried not in UNTRIED:
-        raise LoroError(f"--init-untried must be one of {', '.join(UNTRIED)}, "
-                        f"got {self.init_untried!r}")
-    if self.prompt_mode not in PROMPT_MODES:
-        raise LoroError(f"unknown prompt mode {self.prompt_mode!r}; choose one of "
-                        f"{', '.join(PROMPT_MODES)}")
+    for name, allowed in (("init_untried", UNTRIED), ("prompt_mode", PROMPT_MODES)):
+        if getattr(self, name) not in allowed:
+            raise LoroError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                            f"got {getattr(self, name)!r}")
     if self.prompt_mode == "vote" and (self.votes < 2 or self.temperature <= 0):
-        raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 "
-                        "(e.g. 0.7)")
+        raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 (e.g. 0.7)")
     if self.base_url and not self.model:
-        raise LoroError("--base-url needs --model too (the model's name as the server "
-                        "knows it)")
+        raise LoroError("--base-url needs --model too (the model's name as the server knows it)")
     if self.base_url and not re.match(r"https?://", self.base_url):
         raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def number_list(text: str, flag: str, low: float, high: float) -> tuple:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values or not all(low <= v <= high for v in values):
-        raise LoroError(f"{flag} takes comma-separated numbers from {low:g} to {high:g}, e.g. "
-                        f"{'0,0.5,1' if low <= 0 else '1,0.1'}; got {text!r}")
-    return values
 
 
 def write_outputs(args, results, figure: Callable):
@@ -2525,23 +2492,21 @@ def cmd_collect(args):
         raise LoroError(f"--episodes must be a number from 1 to 100,000, got {args.episodes}")
     output_path(args.out, (".npz",), "--out")
     before = os.path.getmtime(args.out) if os.path.exists(args.out) else None
-    chat_for_episode = make_chat_factory(cfg, spec, cfg.seed)
-    first = chat_for_episode(0)
-    client = first if cfg.model else None
-    meta = dict(source=first.name, prompt=client.settings() if client else {})
+    chat_for_episode, started = make_chat_factory(cfg, spec, cfg.seed), time.time()
+    client = chat_for_episode(0)                 # the HTTP client, or episode 0's stand-in
+    meta = dict(source=client.name, prompt=client.settings() if cfg.model else {})
     print(f"collecting {args.episodes} episodes of {spec.env_id} with {meta['source']} "
           f"({cfg.workers} at a time) into {args.out}")
-    started = time.time()
     dataset = collect(spec, chat_for_episode, args.episodes, cfg.seed, cfg.prompt_mode, cfg.votes,
                       cfg.workers, out=args.out, meta=meta)
     m, returns = dataset.meta, dataset.episode_returns()
-    if client:
-        s, total = client.stats, m.get("usage", {})
+    if cfg.model:
+        s, total = client.stats, m["usage"]
         print(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
               f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
               f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
-              f"this collection: {total.get('calls')} calls, {total.get('retries')} retries, "
-              f"{total.get('seconds')} s")
+              f"this collection: {total['calls']} calls, {total['retries']} retries, "
+              f"{total['seconds']} s")
     print(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
           f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
           f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
@@ -2578,11 +2543,17 @@ def cmd_sweep(args):
     cfg = config_from_args(args)
     output_path(args.json, (".json",), "--json")
     output_path(args.plot, PLOT_SUFFIXES, "--plot")
-    noises = number_list(args.noises, "--noises", 0.0, 1.0)
+    try:
+        noises = tuple(float(x) for x in args.noises.split(",") if x.strip())
+    except ValueError:
+        noises = ()
+    if not noises or not all(0 <= noise <= 1 for noise in noises):
+        raise LoroError(f"--noises takes comma-separated numbers from 0 to 1, e.g. 0,0.5,1; "
+                        f"got {args.noises!r}")
     datasets = tuple(x for x in (args.datasets or "").split(",") if x.strip())
     for path in datasets:
         load_dataset(path, cfg.env_id)           # fail now, not after an hour of runs
-    print(f"sweep on {cfg.env_id}: prior noise {noises}" + f", datasets {datasets}" * bool(datasets))
+    print(f"sweep on {cfg.env_id}: prior noise {noises}, datasets {datasets or 'none'}")
     sweep = prior_quality_sweep(cfg, noises, datasets)
     write_outputs(args, sweep, lambda: plot_sweep(sweep))
     return sweep
