@@ -29,12 +29,13 @@ the order the data flows; a first reading can stop at §8. The appendices are ma
     §7  Diagnostics                 value iteration, coverage, the prior-quality sweep
     §8  Plots                       figures, returned to the caller
     A   The stand-in                rules of thumb behind the chat interface (not an LLM)
-    B   The HTTP client             retries, error explanations, a local stand-in server
-    C   Collection and files        parallel episodes, the journal and resume, file checks
+    B   The HTTP client             retries, error explanations, a request cache
+    C   Collection and files        parallel episodes, journal and resume, file checks, priors
     D   The command line            run, collect, prompt, coverage, sweep; the main job
-The lesson reaches the machinery through two seams: a chat's .chat(messages) (the stand-in of
-A, or the ChatClient of B) and collect() (C), which plays §3's play_episode many times. The
-benchmarks that rebuild the published tables live beside this file, in bench/.
+The lesson reaches the machinery through two seams: a chat's .chat(messages) (A's stand-in or
+B's ChatClient) and make_priors() (C), which cuts each seed's prior from a recorded file or
+collects it, playing §3's play_episode many times. The benchmarks that rebuild the published
+tables are in bench/.
 
 References: Sutton & Barto, Reinforcement Learning: An Introduction, 2nd ed. (2018), cited as
 "S&B"; the learners' own papers are cited where their ideas are implemented.
@@ -58,16 +59,14 @@ import re
 import sys
 import threading
 import time
-import typing
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matrices, threads hurt
+import gymnasium as gym
 import numpy as np
 import requests
-
-import gymnasium as gym
 
 METHODS = ("rl", "llm", "mix", "loro", "random")
 
@@ -146,8 +145,7 @@ class Config:
 
     def check(self) -> Config:
         """Refuse settings that cannot work, one line naming the fix (Appendix D)."""
-        check_config(self)
-        return self
+        return check_config(self)
 
 
 # --- §1 The environments in words ----------------------------------------------------------------
@@ -323,11 +321,10 @@ def make_env(env_id: str) -> gym.Env:
 
 # --- §2 The LLM as a policy ----------------------------------------------------------------------
 # Step 1 of LORO: at every step the model reads the game, the goal, the legal actions and the
-# observation in words, and answers with an action. Actions are numbered from 1 in the prompt
-# (models favour the number 0 whatever it means) and mapped back to gymnasium's 0-based ones.
-# A "chat" is anything with .chat(messages) -> Reply: a real model behind the HTTP client of
-# Appendix B, or the stand-in of Appendix A: rules of thumb that read the same messages (NOT a
-# language model), whose `noise` (a random answer's chance) dials it from good (0) to useless (1).
+# observation in words, and answers with an action, numbered from 1 in the prompt (models favour
+# 0 whatever it means) and mapped back to gymnasium's 0-based ones. A "chat" is anything with
+# .chat(messages) -> Reply: a real model behind the HTTP client of Appendix B, or Appendix A's
+# stand-in (rules of thumb, NOT a language model; `noise` dials it from good, 0, to useless, 1).
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -353,9 +350,8 @@ def system_prompt(spec: EnvSpec, mode: str = "direct") -> str:
 
 
 def build_messages(spec: EnvSpec, obs, mode: str = "direct") -> list:
-    """The chat messages for one step: the same system message every step, then the observation.
-    The user message ends with a short reminder of the answer format: models, small ones
-    especially, follow the last instruction they read."""
+    """The chat messages for one step: the system message, then the observation and a reminder of
+    the answer format (models, small ones especially, follow the last instruction they read)."""
     reminder = ("Think step by step, then end with one line: Action: N" if mode == "cot" else
                 "Answer with one line: Action: N")
     if spec.continuous_range:
@@ -421,10 +417,9 @@ class Reply:
 
 def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "direct",
                votes: int = 1, where: tuple = ()):
-    """One step of the LLM policy: prompt, k replies, parse each, majority vote. Returns (action,
-    rule, messages, replies). A reply cut at max_tokens (finish_reason "length") or with no
-    content is not parsed: if no reply is usable, the step falls back to a random action.
-    `where` = (episode, step) tells the request cache which step asks (ChatClient.request_key)."""
+    """One step of the LLM policy: prompt, k replies, parse each, majority vote; returns (action,
+    rule, messages, replies). A reply cut at max_tokens or with no content is not parsed; with no
+    usable reply the step falls back to a random action. `where`: (episode, step), for the cache."""
     messages = build_messages(spec, obs, mode)
     replies = [chat.chat(messages, i, where) for i in range(votes if mode == "vote" else 1)]
     usable = [r.text for r in replies if r.text and r.finish_reason != "length"]
@@ -456,9 +451,8 @@ def fallback_cause(replies: list) -> str:
 # the one the policy saw BEFORE acting (easy to get wrong: the paper's released code pairs the
 # action with the state after it). `terminated` means a real end (goal, hole, fall): no value
 # after it. `truncated` means the clock ran out: the next state still has a value (§4).
-# play_episode rolls out one episode; `collect` (Appendix C) plays many, in parallel and
-# resumably, and save_dataset / load_dataset (C) write and read-and-check .npz files.
-# data/ ships the LORO paper's own LLM datasets in this format (data/README.md).
+# play_episode rolls out one episode; `collect`, save_dataset and load_dataset (Appendix C) play
+# many, write and read-and-check .npz files. data/ ships the paper's own LLM data (data/README.md).
 
 DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode")
 
@@ -492,8 +486,7 @@ class Dataset:
         return g
 
     def censored(self) -> np.ndarray:
-        """Per row: True if the clock cut its episode (it ends `truncated`), so that its G counts
-        only the rows recorded: a censored return, not a value."""
+        """Per row: True if the clock cut its episode (it ends `truncated`): its G is censored."""
         _, episode, length = np.unique(self.episode, return_inverse=True, return_counts=True)
         return self.truncated[np.cumsum(length) - 1][episode]   # each episode's last row's flag
 
@@ -551,9 +544,9 @@ def shipped_datasets(env_id: str) -> dict:
     """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
     They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
     prefix = env_id + "_"
-    names = sorted(f for f in os.listdir(DATA_DIR) if f.startswith(prefix) and f.endswith(".npz")) \
-        if os.path.isdir(DATA_DIR) else []
-    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names}
+    names = sorted(os.listdir(DATA_DIR)) if os.path.isdir(DATA_DIR) else []
+    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names
+            if f.startswith(prefix) and f.endswith(".npz")}
 
 
 # --- §4 Learners ---------------------------------------------------------------------------------
@@ -570,8 +563,7 @@ def epsilon_at(schedule: tuple, step: int) -> float:
 
 
 def greedy_with_ties(q: np.ndarray, rng: np.random.Generator) -> int:
-    """argmax with random tie-breaking: with all-equal initial values, np.argmax would always
-    pick action 0 and never look at the others."""
+    """argmax, ties broken at random: with equal initial values np.argmax would always pick 0."""
     best = np.flatnonzero(q == q.max())
     return int(best[0]) if len(best) == 1 else int(rng.choice(best))
 
@@ -894,50 +886,45 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
     """A fresh learner of the registry's kind with the registry's hyperparameters; `alpha_scale`
     multiplies its step size (a slower learner), `q_start` is where Q-values start."""
     env, hyper = make_env(spec.env_id), dict(spec.hyper)
+    hyper["alpha" if spec.learner in ("tabular", "linear") else "lr"] *= alpha_scale
     if spec.learner == "tabular":
-        hyper["alpha"] *= alpha_scale
         return TabularQ(env.observation_space.n, env.action_space.n, gamma=spec.gamma,
                         start=q_start, **hyper)
     if spec.learner == "linear":
-        hyper["alpha"] *= alpha_scale
         coder = TileCoder(hyper.pop("low"), hyper.pop("high"), hyper.pop("n_tilings"),
                           hyper.pop("n_bins"))
         return LinearQ(coder, env.action_space.n, gamma=spec.gamma, start=q_start, **hyper)
-    hyper["lr"] *= alpha_scale
     return ActorCritic(env.observation_space.shape[0], env.action_space.low, env.action_space.high,
                        rng, gamma=spec.gamma, **hyper)
 
 
 # --- §5 The warm start ---------------------------------------------------------------------------
 # Steps 2 and 3 of LORO, in three ingredients, each a Config field that can be switched:
-#
-#  1. Where untried actions start (`init_untried`). The data says nothing about the actions the
-#     prior never tried. Left at the learner's optimistic start ("keep"), they look best after
+#  1. Where untried actions start (`init_untried`). The data says nothing about actions the prior
+#     never tried. Left at the learner's optimistic start ("keep"), they look best after
 #     pre-training and the learner drops the prior's knowledge: the offline trap (Levine, Kumar,
-#     Tucker & Fu 2020). Pinned at the worst return ("pessimistic": the worst reward at every
-#     step), they stay below everything for many updates, and they switch off the optimism that
-#     MountainCar and Acrobot explore with (epsilon = 0 there). "calibrated" follows Cal-QL
-#     (Nakamoto et al. 2023): in a state s of the data an untried action starts at
-#         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s,
-#     the prior's own return from s on (Monte Carlo, S&B §5.1), a hair below it so that a tie
-#     goes to the action the data tried. Only episodes that TERMINATED count: the return of an
-#     episode the clock cut is censored, not a value (Pardo et al. 2018, "Time limits in RL").
-#     On CliffWalking such returns sat 10 to 60 times below V*, and untried actions on the
-#     shortest path went untried for up to 25,000 steps (bench/README.md). A state with no
-#     uncensored return keeps the learner's own start. "calibrated-all", loro's previous
-#     default, counts every return.
-#  2. Offline updates (`pretrain_updates`). By default as many as the learner would have made
-#     on these rows had it collected them itself (rows / update_every): more over-fits a few
-#     hundred rows (bench/README.md: 2,000 cost 9% after the prior's phase on CartPole-v0).
+#     Tucker & Fu 2020). Pinned at the worst return ("pessimistic": the worst reward every step),
+#     they stay below everything for many updates and switch off the optimism that MountainCar
+#     and Acrobot explore with (epsilon = 0 there). "calibrated" follows Cal-QL (Nakamoto et al.
+#     2023): in a state s of the data an untried action starts a hair below (a tie goes to the
+#     data's action) the prior's own return from s on (Monte Carlo, S&B §5.1),
+#         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s.
+#     Only episodes that TERMINATED count: the return of an episode the clock cut is censored,
+#     not a value (Pardo et al. 2018, "Time limits in RL"); on CliffWalking such returns sat 10
+#     to 60 times below V* and kept shortest-path actions untried for up to 25,000 steps
+#     (bench/README.md). A state with no uncensored return keeps the learner's start.
+#     "calibrated-all", loro's previous default, counts every return.
+#  2. Offline updates (`pretrain_updates`): by default the learner's own replay ratio on these
+#     rows (rows / update_every); more over-fits a few hundred rows (bench/README.md: 2,000
+#     cost 9% after the prior's phase on CartPole-v0).
 #  3. The prior's rows in each minibatch (`prior_share`). By default they ride on top: a batch
-#     holds as many of the learner's own rows as it would without a prior, plus B * P / (P + n)
-#     of the prior's P rows (n: the learner's own so far). The prior's share falls from a half
-#     towards 0, and its rows never crowd out the learner's fresh ones (online rows favoured,
-#     as in the balanced replay of Lee et al. 2021). A fixed share (0.5 is RLPD's symmetric
-#     sampling, Ball et al. 2023) suits good data; 0 is a fresh buffer (WSRL, Zhou et al. 2024);
-#     "buffer" draws every row alike, loro's previous default.
-# The actor-critic has no "untried action"; its counterpart of ingredient 1 is TD3+BC's
-# imitation term while offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
+#     holds as many of the learner's own rows as without a prior, plus B * P / (P + n) of the
+#     prior's P rows (n: the learner's own so far): a share that falls from a half towards 0 and
+#     never crowds out fresh rows (online rows favoured, as in Lee et al. 2021's balanced
+#     replay). A fixed share (0.5 is RLPD's symmetric sampling, Ball et al. 2023) suits good
+#     data; 0 is a fresh buffer (WSRL, Zhou et al. 2024); "buffer" draws every row alike.
+# The actor-critic has no "untried action": its ingredient 1 is TD3+BC's imitation term while
+# offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
 
 MAX_BUFFER_BYTES = 2 * 2**30
 
@@ -1029,8 +1016,7 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
 
 
 # --- §6 The same-budget experiment ---------------------------------------------------------------
-# Five methods share one budget of environment steps; every step any of them takes counts,
-# the prior's included (step 4 of LORO):
+# Five methods share one budget of environment steps, the prior's included (step 4 of LORO):
 #   rl      the learner alone, online from scratch
 #   llm     the prior alone, playing the whole budget
 #   mix     the prior's episodes, then the learner online with the prior's data in its buffer
@@ -1040,15 +1026,15 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
 # return over `eval_episodes` episodes of a separate environment, where exploring costs nothing.
 # What the agent earned: the return of the episode it was playing then, exploration included.
 # While no learner acts (the prior's phase, llm, random) both are the acting policy's episode.
-# The paper's metric is the sum of the curve: the cumulative reward over the budget.
+# The paper's metric is the sum of the curve: the cumulative reward over the budget. Each seed's
+# prior comes from make_priors (Appendix C): a window of a recorded file, or fresh episodes.
 
 def checkpoints(cfg: Config) -> np.ndarray:
     return np.arange(cfg.eval_every, cfg.budget_steps + 1, cfg.eval_every)
 
 
 def behaviour_curve(lengths, returns, points: np.ndarray) -> np.ndarray:
-    """Curve of a policy that does not learn: at step c, the return of the episode it was
-    playing when it took its c-th step."""
+    """A non-learning policy's curve: at step c, the return of the episode its c-th step was in."""
     ends = np.cumsum(lengths)
     return np.asarray(returns, dtype=float)[np.searchsorted(ends, points)]
 
@@ -1105,11 +1091,8 @@ def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
 
 def run_one(method: str, cfg: Config, seed: int, prior: Dataset | None,
             recorded: Dataset | None = None) -> dict:
-    """One run of one method: its learning curves (one point per `eval_every` steps) under the
-    two protocols: `curve`, the greedy policy on a separate environment (the paper's), and
-    `earned`, the return of the episode the agent was playing (exploration included)."""
-    spec, started = env_spec(cfg.env_id), time.time()
-    points = checkpoints(cfg)
+    """One run of one method: its two curves, `curve` (greedy, the paper's) and `earned`."""
+    spec, points, started = env_spec(cfg.env_id), checkpoints(cfg), time.time()
     if method == "random":
         curve = earned = behaviour_curve(*play_random(spec, cfg.budget_steps, seed), points)
     elif method == "llm":
@@ -1117,8 +1100,7 @@ def run_one(method: str, cfg: Config, seed: int, prior: Dataset | None,
     else:
         curve, earned = learn_online(method, cfg, spec, seed, None if method == "rl" else prior,
                                      points)
-    return dict(method=method, seed=seed, curve=curve, earned=earned,
-                seconds=time.time() - started)
+    return dict(method=method, seed=seed, curve=curve, earned=earned, seconds=time.time() - started)
 
 
 def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Dataset | None,
@@ -1188,75 +1170,6 @@ def learner_starts(method: str, prior_steps: int) -> int | None:
     return {"rl": 0, "mix": prior_steps, "loro": prior_steps}.get(method)
 
 
-def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
-    """episode -> chat: an HTTP client to the LLM if --model is set, else the stand-in."""
-    if cfg.model:
-        client = ChatClient.from_config(cfg)
-        return lambda episode: client
-    return lambda episode: ScriptedChat(spec.env_id, cfg.prior_noise,
-                                        seed=stream_seed(seed, "stand-in", episode))
-
-
-def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
-    """What played the prior, in words, and its kind: "live LLM", "recorded LLM" or "stand-in"
-    (a file the stand-in made says so in its meta's source)."""
-    if cfg.model:
-        url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-        return f"LLM {cfg.model} at {url}", "live LLM"
-    if recorded is None:
-        return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM", "stand-in"
-    source, name = recorded.meta.get("source", "unknown source"), os.path.basename(cfg.dataset)
-    if str(source).startswith("scripted"):
-        return f"{name}: {source} (the stand-in, not an LLM)", "stand-in"
-    return f"{name}: {source} (a recorded LLM)", "recorded LLM"
-
-
-def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
-    """Which episodes of a recorded file each seed takes: disjoint consecutive windows when the
-    file holds enough, else windows spread evenly over the file that wrap around its end."""
-    if n_available >= per_seed * n_seeds:
-        starts = [i * per_seed for i in range(n_seeds)]
-    else:
-        starts = [i * n_available // n_seeds for i in range(n_seeds)]
-    return [[(start + k) % n_available for k in range(per_seed)] for start in starts]
-
-
-def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple:
-    """Step 1 for every seed: the prior's episodes, and the recorded dataset if there is one.
-    Rolled out (a stand-in or an LLM) with the seed's own episodes, or cut from the dataset in
-    windows of --prior-episodes (see seed_windows)."""
-    recorded = load_dataset(cfg.dataset, spec.env_id) if cfg.dataset else None
-    n, priors = cfg.prior_episodes, {}
-    if recorded is not None:
-        available = len(np.unique(recorded.episode))
-        if available < n:
-            raise LoroError(f"{cfg.dataset} holds {available} episodes, fewer than "
-                            f"--prior-episodes {n}; lower it or collect more")
-        windows = seed_windows(available, n, len(seeds))
-        if available < n * len(seeds) and len(seeds) > 1:
-            log(f"note: {cfg.dataset} holds {available} episodes, fewer than {n} x {len(seeds)} "
-                f"seeds: the seeds' windows start at episodes "
-                f"{', '.join(str(w[0]) for w in windows)} and wrap around, so they overlap")
-    elif cfg.model and "llm" in cfg.methods:
-        log(f"note: method llm asks the model at every step of the budget ({cfg.budget_steps} "
-            f"steps x {cfg.seeds} seeds); to reuse answers, `collect` a dataset and pass --dataset")
-    for i, seed in enumerate(seeds):
-        if recorded is not None:
-            prior = recorded.select_episodes(windows[i])
-            prior.meta["window"] = windows[i]
-        else:
-            log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)[0]}")
-            prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
-                            cfg.votes, cfg.workers, meta=dict(source=prior_source(cfg)[0]),
-                            log=log if cfg.model else QUIET, max_steps=cfg.budget_steps)
-        if len(prior) > cfg.budget_steps:
-            raise LoroError(f"the prior's {n} episodes take {len(prior)} steps, more than "
-                            f"--budget-steps {cfg.budget_steps}; raise the budget or lower "
-                            f"--prior-episodes")
-        priors[seed] = prior
-    return priors, recorded
-
-
 def run_experiment(cfg: Config, log: Callable = print) -> dict:
     """The same-budget comparison: every method x every seed. Returns a JSON-ready dict."""
     cfg = cfg.resolved().check()
@@ -1319,12 +1232,11 @@ def verdict(results: dict) -> str:
                 + f": {said}, two standard errors {2 * se / scale:.1%})")
     steps, points = np.mean(results["prior"]["steps"]), np.array(results["checkpoints"])
     n_points = int((points <= steps).sum())
-    prior = (f"no point fell in the prior's {results['prior']['episodes']} episodes "
-             f"({steps:,.0f} steps)" if n_points == 0 else
-             f"the {n_points} point{'s' * (n_points > 1)} taken during the prior's "
-             f"{results['prior']['episodes']} "
-             f"episodes ({steps:,.0f} steps) summed to {np.mean(m['loro']['prior_phase']):,.0f}, "
-             f"rl's to {np.mean(m['rl']['prior_phase']):,.0f}")
+    during = f"the prior's {results['prior']['episodes']} episodes ({steps:,.0f} steps)"
+    prior = (f"no point fell in {during}" if n_points == 0 else
+             f"the {n_points} point{'s' * (n_points > 1)} taken during {during} summed to "
+             f"{np.mean(m['loro']['prior_phase']):,.0f}, rl's to "
+             f"{np.mean(m['rl']['prior_phase']):,.0f}")
     return (f"{results['env']}: {said}. Of that, {prior}; after them loro scored "
             f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
             f"{np.mean(m['rl']['learner_phase']):,.0f}.")
@@ -1336,7 +1248,7 @@ def verdict(results: dict) -> str:
 # optimal policy can be computed exactly from the environment's own transition table
 # (env.unwrapped.P), so coverage becomes a number instead of a hope.
 
-class Transitions(typing.NamedTuple):
+class Transitions(NamedTuple):
     """gymnasium's P[s][a] = [(prob, s2, reward, terminated), ...] as flat arrays, one entry per
     possible outcome k of each (s, a): the k-th outcome leads from s[k] under a[k] to s2[k]."""
     s: np.ndarray             # (K,) state
@@ -1403,11 +1315,9 @@ def optimal_policy(env_id: str) -> np.ndarray:
 
 
 def coverage(dataset: Dataset, env_id: str) -> dict:
-    """How much of what an optimal policy does is in the dataset.
-
-    `state_action`: the share of the optimal policy's expected visits to (s, a) pairs that the
-    dataset holds, the policy uniform over tied optimal actions; `states`: the same for states.
-    """
+    """How much of what an optimal policy does is in the dataset. `state_action`: the share of
+    the optimal policy's expected visits to (s, a) pairs (the policy uniform over tied optimal
+    actions) that the dataset holds; `states`: the same for states."""
     if env_spec(env_id).learner != "tabular":
         raise LoroError(f"coverage needs a grid game with a transition table, not {env_id}")
     pi = optimal_policy(env_id)
@@ -1415,11 +1325,10 @@ def coverage(dataset: Dataset, env_id: str) -> dict:
     pair_visits = visits[:, None] * pi           # (n_states, n_actions)
     seen_pairs = np.zeros(pi.shape, bool)
     seen_pairs[dataset.obs, dataset.actions] = True
-    seen_states = seen_pairs.any(axis=1)
     total = visits.sum()
     visited = visits > 1e-9
     return dict(state_action=float(pair_visits[seen_pairs].sum() / total),
-                states=float(visits[seen_states].sum() / total),
+                states=float(visits[seen_pairs.any(axis=1)].sum() / total),
                 optimal_states=int(visited.sum()),
                 covered_states=int((visited & (seen_pairs & (pi > 0)).any(axis=1)).sum()))
 
@@ -1437,19 +1346,17 @@ def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), dataset
     of thumb) to 1 (uniformly random), and optionally recorded datasets (e.g. of several LLMs).
     Gain = (cumulative_loro - cumulative_rl) / |cumulative_rl|, per seed, at the same budget."""
     base = dataclasses.replace(cfg, methods=("rl",), dataset=None, prior=None)
-    rl = np.array(run_experiment(base, log=lambda *_: None)["methods"]["rl"]["cumulative"])
-    tabular = env_spec(cfg.env_id).learner == "tabular"
+    rl = np.array(run_experiment(base, log=QUIET)["methods"]["rl"]["cumulative"])
     rows = []
-    settings = [dict(prior_noise=n, dataset=None, prior=None) for n in noises] + \
-        [dict(dataset=path, prior=None, prior_noise=None) for path in datasets]
+    settings = [dict(prior_noise=n, dataset=None) for n in noises] + \
+        [dict(dataset=path, prior_noise=None) for path in datasets]
     for setting in settings:
-        run = dataclasses.replace(cfg, methods=("loro",), **setting)
-        results = run_experiment(run, log=lambda *_: None)
+        run = dataclasses.replace(cfg, methods=("loro",), prior=None, **setting)
+        results = run_experiment(run, log=QUIET)
         loro = np.array(results["methods"]["loro"]["cumulative"])
         cov = None
-        if tabular:                              # the first seed's prior, as the runs saw it
-            priors, _ = make_priors(run.resolved(), env_spec(cfg.env_id), [cfg.seed],
-                                    log=lambda *_: None)
+        if env_spec(cfg.env_id).learner == "tabular":   # the first seed's prior, as runs saw it
+            priors, _ = make_priors(run.resolved(), env_spec(cfg.env_id), [cfg.seed], QUIET)
             cov = coverage(priors[cfg.seed], cfg.env_id)["state_action"]
         gain = (loro - rl) / np.abs(rl).clip(1e-9)
         row = dict(source=results["prior"]["source"], noise=setting.get("prior_noise"),
@@ -1563,8 +1470,8 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
         raise LoroError(f"the coverage map is drawn for {', '.join(GRID_MAPS)}, not {env_id}")
     grid = GRID_MAPS[env_id]
     n_rows, n_cols = len(grid), len(grid[0])
-    size = (0.6 * n_cols + 1.5, 0.6 * n_rows + 0.8)
-    fig, ax = plt.subplots(figsize=size) if ax is None else (ax.figure, ax)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * n_cols + 1.5, 0.6 * n_rows + 0.8))
     ends = dataset.next_obs[dataset.terminated | dataset.truncated]
     visits = np.bincount(np.concatenate([dataset.obs, ends]), minlength=n_rows * n_cols)
     image = ax.imshow(np.log1p(visits.reshape(n_rows, n_cols)), cmap="Blues")
@@ -1587,8 +1494,8 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
            title=f"{env_id}: {which_episodes(dataset)}, {len(dataset)} steps of\n"
                  f"{dataset.meta.get('source', 'a prior')}\noptimal actions in the data "
                  f"(orange) or not (red): {cov['state_action']:.0%} of its visits")
-    fig.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
-    return fig
+    ax.figure.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
+    return ax.figure
 
 
 def plot_sweep(sweep: dict):
@@ -1596,12 +1503,10 @@ def plot_sweep(sweep: dict):
     Each point is one prior: a stand-in noise level (labelled with it) or a recorded dataset."""
     import matplotlib.pyplot as plt
     rows = sweep["rows"]
-    with_coverage = all(r["coverage"] is not None for r in rows)
-    fig, axes = plt.subplots(1, 2 if with_coverage else 1, figsize=(10 if with_coverage else 5, 4),
-                             squeeze=False)
     xs = [("prior_return", "the prior's mean episode return")]
-    if with_coverage:
+    if all(r["coverage"] is not None for r in rows):
         xs.append(("coverage", "coverage of the optimal policy's state-actions"))
+    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 4), squeeze=False)
     labels = [f"{r['noise']:g}" if r["noise"] is not None else r["source"].split(":")[0]
               for r in rows]
     for ax, (key, xlabel) in zip(axes[0], xs):
@@ -1623,16 +1528,14 @@ def plot_sweep(sweep: dict):
 
 
 # --- Appendix A. The stand-in --------------------------------------------------------------------
-# The machinery starts here; a first reading can stop at §8.
-# The scripted stand-in reads the same messages an LLM reads (numbers from the observation text,
-# the map from the system message) and answers in the same format, so the prompts, the parser and
-# the whole pipeline run without a model. It is a few rules of thumb per game, NOT an LLM: what
-# it produces is labelled "scripted(noise=...)" everywhere.
+# The machinery starts here; a first reading can stop at §8. The stand-in reads the messages an
+# LLM reads (numbers from the observation, the map from the system message) and answers in the
+# same format, so the whole pipeline runs without a model. It is a few rules of thumb per game,
+# NOT an LLM: what it produces is labelled "scripted(noise=...)" everywhere.
 
 class ScriptedChat:
-    """Rules of thumb behind the chat interface. `noise` is the chance that a reply names a
-    uniformly random legal action instead of the rule's: the prior's quality, from good (0) to
-    useless (1)."""
+    """Rules of thumb behind the chat interface. `noise`: the chance that a reply names a random
+    legal action instead of the rule's, the prior's quality from good (0) to useless (1)."""
 
     def __init__(self, env_id: str, noise: float = 0.0, seed=0):
         if not 0.0 <= noise <= 1.0:
@@ -1715,7 +1618,6 @@ def rule_frozen_lake(system, user):
     def after(cell, move):                       # where a move lands: the edge leaves you in place
         r, c = cell[0] + _GRID_MOVES[move][0], cell[1] + _GRID_MOVES[move][1]
         return (r, c) if 0 <= r < n_rows and 0 <= c < n_cols else cell
-
     goal = next((r, c) for r, line in enumerate(lake) for c, ch in enumerate(line) if ch == "G")
     distance, frontier = {goal: 0}, [goal]       # breadth-first search: each cell's moves to goal
     while frontier:
@@ -1730,17 +1632,14 @@ def rule_frozen_lake(system, user):
     def risk(move):                              # the ice slides sideways 2 times in 3
         sideways = ["up", "down"] if move in ("left", "right") else ["left", "right"]
         return sum(distance.get(after(here, m), HOLE) for m in [move] + sideways)
-
     best = min(_GRID_MOVES, key=risk)
     return (f"Going {best} keeps me closest to the goal even if I slide sideways.",
             list(_GRID_MOVES).index(best) + 1)
 
 
-SCRIPTED_RULES = {
-    "CartPole": rule_cartpole, "MountainCar": rule_mountain_car, "Acrobot": rule_acrobot,
-    "Pendulum": rule_pendulum, "CliffWalking": rule_cliff_walking,
-    "FrozenLake": rule_frozen_lake,
-}
+SCRIPTED_RULES = {"CartPole": rule_cartpole, "MountainCar": rule_mountain_car,
+                  "Acrobot": rule_acrobot, "Pendulum": rule_pendulum,
+                  "CliffWalking": rule_cliff_walking, "FrozenLake": rule_frozen_lake}
 
 
 # --- Appendix B. The HTTP client -----------------------------------------------------------------
@@ -1750,8 +1649,8 @@ SCRIPTED_RULES = {
 # and 5xx, a reply cut off in transit) and explains the rest in one line.
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
-CONNECT_TIMEOUT = 5.0
 OPENAI_URL = "https://api.openai.com/v1"
+NO_USAGE = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
 CUT_OFF = "cut off"                              # a reply that stopped short in transit
 
 
@@ -1770,8 +1669,7 @@ class ChatClient:
         self.timeout, self.retries, self.sleep = timeout, retries, sleep
         self.name = f"{model} @ {self.base_url}"
         self.cache: dict = {}                    # request key -> Reply (filled from a transcript)
-        self.stats = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0,
-                          seconds=0.0)
+        self.stats = dict(NO_USAGE)
         self._lock, self._local = threading.Lock(), threading.local()
 
     @classmethod
@@ -1796,10 +1694,10 @@ class ChatClient:
         return body
 
     def request_key(self, body: dict, sample: int, where: tuple = ()) -> str:
-        """The cache key: a hash of the URL, the request body and the sample index (never the
-        API key). At temperature 0 a prompt has one answer, so a revisited state may replay it
-        from anywhere; when sampling, the key also names the (episode, step) that asks, so a
-        revisited state gets a fresh sample and a resumed episode replays its own answers."""
+        """The cache key: a hash of the URL, body and sample index (never the API key). At
+        temperature 0 a prompt has one answer, which a revisited state may replay; when sampling,
+        the key also names the asking (episode, step): a revisited state gets a fresh sample and
+        a resumed episode replays its own answers."""
         request = dict(url=self.url, sample=sample, **body)
         if self.temperature > 0:
             request["where"] = list(where)
@@ -1830,7 +1728,7 @@ class ChatClient:
             started, wait = time.time(), None
             try:
                 response = self._local.session.post(self.url, json=body, headers=headers,
-                                                    timeout=(CONNECT_TIMEOUT, self.timeout))
+                                                    timeout=(5.0, self.timeout))  # connect, read
             except requests.ReadTimeout:
                 problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
                            f"raise --timeout or check the server")
@@ -1947,10 +1845,9 @@ def retry_after(headers) -> float | None:
             value = headers["Retry-After"]
             try:
                 seconds = float(value)
-            except ValueError:
+            except ValueError:                   # a date; "-0000" and asctime ones are naive: UTC
                 when = email.utils.parsedate_to_datetime(value)
-                if when.tzinfo is None:          # "-0000" and asctime dates come back naive: UTC
-                    when = when.replace(tzinfo=datetime.timezone.utc)
+                when = when.replace(tzinfo=when.tzinfo or datetime.timezone.utc)
                 seconds = when.timestamp() - time.time()
         else:
             return None
@@ -2030,8 +1927,7 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     if d.meta.get("env_id") != env_id:
         return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
                 f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
-    spec = env_spec(env_id)
-    env = make_env(env_id)
+    spec, space = env_spec(env_id), make_env(env_id).observation_space
     if any(np.ndim(getattr(d, key)) == 0 for key in DATASET_KEYS):
         return "every array must have one row per transition, not a single value"
     n = len(d.rewards)
@@ -2049,7 +1945,6 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             return f"`{key}` holds NaN or infinite values"
     for key in ("obs", "next_obs"):
-        space = env.observation_space
         x = getattr(d, key)
         if isinstance(space, gym.spaces.Discrete):
             if x.dtype.kind not in "iu" or x.ndim != 1 or x.min() < 0 or x.max() >= space.n:
@@ -2081,12 +1976,10 @@ def _append(path: str):
     """Open a file for appending one JSON line at a time. If a crash cut its last line short,
     end that line first, so the next record does not glue onto it."""
     if os.path.exists(path) and os.path.getsize(path):
-        with open(path, "rb") as f:
+        with open(path, "rb+") as f:
             f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        if torn:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write("\n")
+            if f.read(1) != b"\n":
+                f.write(b"\n")
     return open(path, "a", encoding="utf-8")
 
 
@@ -2103,10 +1996,9 @@ def _json_lines(path: str):
 
 class Transcript:
     """Every chat call as one JSON line: the messages, the reply (and a reasoning model's
-    thinking), the parsed action, the rule that parsed it, latency, usage, retries, episode and
-    step. A step answered from the cache gets a short line marked "cached". The transcript
-    doubles as the request cache: a re-run replays answered prompts from it instead of asking
-    the server again. Thread-safe; append-only."""
+    thinking), the parsed action and rule, latency, usage, retries, episode and step; a step
+    answered from the cache gets a short line marked "cached". The transcript doubles as the
+    request cache: a re-run replays answered prompts from it. Thread-safe; append-only."""
 
     def __init__(self, path: str):
         self.path, self.lock, self.cache = path, threading.Lock(), {}
@@ -2135,8 +2027,7 @@ class Transcript:
 
     def usage(self) -> dict:
         """Answered calls, retries, tokens and seconds over every run of this collection."""
-        total = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0,
-                     seconds=0.0)
+        total = dict(NO_USAGE)
         for record in _json_lines(self.path):
             if record.get("cached"):
                 total["cached"] += 1
@@ -2154,14 +2045,12 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             mode: str = "direct", votes: int = 1, workers: int = 1, out: str | None = None,
             meta: dict | None = None, log: Callable = print,
             max_steps: int | None = None) -> Dataset:
-    """Step 1 of LORO: the prior plays `n_episodes`; its transitions become a Dataset. It stops
-    as soon as the finished episodes take more than `max_steps` steps (the run's budget).
-
-    With `out`, the collection is resumable: every finished episode is appended at once to
-    OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (which doubles as the
+    """Step 1 of LORO: the prior plays `n_episodes` (`workers` at a time; steps within one are
+    sequential) and its transitions become a Dataset; it stops once they take more than
+    `max_steps` steps (the run's budget). With `out` it is resumable: every finished episode is
+    appended at once to OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (the
     request cache), so after a crash, Ctrl-C or a lost server the same command asks the model
-    only for what is missing. Episodes run `workers` at a time; steps within one are sequential.
-    """
+    only for what is missing."""
     if mode not in PROMPT_MODES:
         raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
     meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
@@ -2260,13 +2149,84 @@ def to_json(value) -> str:
     return json.dumps(value, default=lambda x: x.tolist())
 
 
+# Each seed's prior for run_experiment (§6): a window of a recorded file, or fresh episodes of
+# the stand-in or a live LLM.
+
+def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
+    """episode -> chat: an HTTP client to the LLM if --model is set, else the stand-in."""
+    if cfg.model:
+        client = ChatClient.from_config(cfg)
+        return lambda episode: client
+    return lambda episode: ScriptedChat(spec.env_id, cfg.prior_noise,
+                                        seed=stream_seed(seed, "stand-in", episode))
+
+
+def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
+    """What played the prior, in words, and its kind: "live LLM", "recorded LLM" or "stand-in"
+    (a file the stand-in made says so in its meta's source)."""
+    if cfg.model:
+        url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        return f"LLM {cfg.model} at {url}", "live LLM"
+    if recorded is None:
+        return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM", "stand-in"
+    source, name = recorded.meta.get("source", "unknown source"), os.path.basename(cfg.dataset)
+    if str(source).startswith("scripted"):
+        return f"{name}: {source} (the stand-in, not an LLM)", "stand-in"
+    return f"{name}: {source} (a recorded LLM)", "recorded LLM"
+
+
+def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
+    """Which episodes of a recorded file each seed takes: disjoint consecutive windows when the
+    file holds enough, else windows spread evenly over the file that wrap around its end."""
+    if n_available >= per_seed * n_seeds:
+        starts = [i * per_seed for i in range(n_seeds)]
+    else:
+        starts = [i * n_available // n_seeds for i in range(n_seeds)]
+    return [[(start + k) % n_available for k in range(per_seed)] for start in starts]
+
+
+def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple:
+    """Step 1 for every seed: the prior's episodes, and the recorded dataset if there is one.
+    Rolled out (a stand-in or an LLM) with the seed's own episodes, or cut from the dataset in
+    windows of --prior-episodes (see seed_windows)."""
+    recorded = load_dataset(cfg.dataset, spec.env_id) if cfg.dataset else None
+    n, priors = cfg.prior_episodes, {}
+    if recorded is not None:
+        available = len(np.unique(recorded.episode))
+        if available < n:
+            raise LoroError(f"{cfg.dataset} holds {available} episodes, fewer than "
+                            f"--prior-episodes {n}; lower it or collect more")
+        windows = seed_windows(available, n, len(seeds))
+        if available < n * len(seeds) and len(seeds) > 1:
+            log(f"note: {cfg.dataset} holds {available} episodes, fewer than {n} x {len(seeds)} "
+                f"seeds: the seeds' windows start at episodes "
+                f"{', '.join(str(w[0]) for w in windows)} and wrap around, so they overlap")
+    elif cfg.model and "llm" in cfg.methods:
+        log(f"note: method llm asks the model at every step of the budget ({cfg.budget_steps} "
+            f"steps x {cfg.seeds} seeds); to reuse answers, `collect` a dataset and pass --dataset")
+    for i, seed in enumerate(seeds):
+        if recorded is not None:
+            prior = recorded.select_episodes(windows[i])
+            prior.meta["window"] = windows[i]
+        else:
+            log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)[0]}")
+            prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
+                            cfg.votes, cfg.workers, meta=dict(source=prior_source(cfg)[0]),
+                            log=log if cfg.model else QUIET, max_steps=cfg.budget_steps)
+        if len(prior) > cfg.budget_steps:
+            raise LoroError(f"the prior's {n} episodes take {len(prior)} steps, more than "
+                            f"--budget-steps {cfg.budget_steps}; raise the budget or lower "
+                            f"--prior-episodes")
+        priors[seed] = prior
+    return priors, recorded
+
+
 # --- Appendix D. The command line ----------------------------------------------------------------
 
 def parallel_map(function: Callable, tasks: list, jobs: int):
-    """function(*task) for each task, in order: in this process when jobs == 1 (plain
-    tracebacks, nothing to pickle), else in `jobs` worker processes. Workers get this process's
-    registry, so an environment registered at run time (ENVS, SCRIPTED_RULES) works with the
-    "spawn" start method too (macOS, Windows)."""
+    """function(*task) for each task, in order: here when jobs == 1 (plain tracebacks, nothing to
+    pickle), else in `jobs` processes that get this process's registry (ENVS, SCRIPTED_RULES), so
+    an environment registered at run time works with the "spawn" start method (macOS, Windows)."""
     if jobs == 1:
         yield from map(function, *zip(*tasks))
         return
@@ -2275,8 +2235,7 @@ def parallel_map(function: Callable, tasks: list, jobs: int):
         yield from pool.map(function, *zip(*tasks))
 
 
-def share_registry(envs: dict, rules: dict):
-    """In a worker process: the parent's registry of environments and stand-in rules."""
+def share_registry(envs: dict, rules: dict):             # in a worker process (parallel_map)
     ENVS.update(envs)
     SCRIPTED_RULES.update(rules)
 
@@ -2295,8 +2254,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
 
-def share(text: str):
-    """--prior-share: 'buffer' or a number."""
+def share(text: str):                                    # --prior-share: 'buffer' or a number
     return text if text == "buffer" else float(text)
 
 
@@ -2397,8 +2355,7 @@ def _num(x) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
-def check_config(self: Config):
-    """Refuse settings that cannot work, with one line that names the fix."""
+def check_config(self: Config) -> Config:
     env_spec(self.env_id)
     unknown = [m for m in self.methods if m not in METHODS]
     if unknown or not self.methods:
@@ -2427,6 +2384,7 @@ def check_config(self: Config):
         raise LoroError("--base-url needs --model too (the model's name as the server knows it)")
     if self.base_url and not re.match(r"https?://", self.base_url):
         raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
+    return self
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -2532,9 +2490,8 @@ def cmd_coverage(args):
     print(f"{spec.env_id}: {len(dataset)} steps in {which_episodes(dataset)} of "
           f"{dataset.meta.get('source')}, mean return {dataset.episode_returns().mean():.2f}\n"
           f"the optimal policy's visits that the data covers: {result['state_action']:.1%} with "
-          f"an optimal action, {result['states']:.1%} with any action; "
-          f"{result['covered_states']} of the {result['optimal_states']} states it visits have "
-          f"an optimal action in the data")
+          f"an optimal action, {result['states']:.1%} with any action; {result['covered_states']} "
+          f"of the {result['optimal_states']} states it visits have an optimal action in the data")
     write_outputs(args, None, lambda: plot_coverage(dataset, spec.env_id))
     return result
 

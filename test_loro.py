@@ -1689,6 +1689,46 @@ def test_cli_collect_with_nothing_left_to_do_does_not_claim_it_wrote(tmp_path):
     assert code == 0 and "nothing to collect" in out and "wrote" not in out, err
 
 
+# --- bench/: the scripts that rebuild the published tables ------------------------------------
+
+BENCH = os.path.join(os.path.dirname(LORO_PY), "bench")
+
+
+def run_bench(script, *args, cwd=None):
+    p = subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True,
+                       text=True, cwd=cwd, timeout=300, env=dict(os.environ, MPLBACKEND="Agg"))
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("script, says", [
+    ("paper.py", "| CliffWalking-v1 | qwen2.5-7b |"), ("standin.py", "| scripted(0.2) |"),
+    ("ablation.py", "| CliffWalking-v1 qwen2.5-7b |"), ("nodip.py", "| MountainCar-v0 |"),
+    ("slow.py", "| Pendulum-v1 | step size x 0.03 |"), ("speed.py", "| Acrobot-v1 | linear |"),
+    ("workers.py", "speed-up"), ("diagnose.py", "| (2, 11) | move down |")])
+def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
+    """A smoke test: the figures at this budget mean nothing; the script must run end to end,
+    print its table and its wall time, and write its JSON (and slow.py its figure)."""
+    extra = {"slow.py": ["--plot", "slow.png"], "ablation.py": ["--env", "CliffWalking-v1"]}
+    code, out, err = run_bench(script, "--seeds", "1", "--budget-scale", "0.08", "--json",
+                               "out.json", *extra.get(script, []), cwd=tmp_path)
+    assert code == 0, err
+    assert says in out and "wall time" in out and "load average before" in out
+    assert json.load(open(tmp_path / "out.json"))
+    assert script != "slow.py" or (tmp_path / "slow.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seeds", "0"], "--seeds must be a number from 1"),
+    (["--budget-scale", "0"], "--budget-scale must be a number from 0.001 to 10"),
+    (["--json", "adir"], "--json adir is a folder"),
+    (["--seed", "3"], "unrecognized arguments: --seed")])
+def test_bench_scripts_refuse_bad_inputs_in_one_line(tmp_path, args, says):
+    (tmp_path / "adir").mkdir()
+    code, out, err = run_bench("paper.py", *args, cwd=tmp_path)
+    assert code != 0 and "Traceback" not in err and says in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
 # --- the notebook -----------------------------------------------------------------------------
 
 def test_tutorial_notebook_runs_top_to_bottom(monkeypatch, tmp_path):

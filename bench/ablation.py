@@ -6,8 +6,8 @@ each learner's own steps until its greedy policy first reaches the threshold.
     python bench/ablation.py [--seeds 5] [--budget-scale 1] [--alpha-scale 1] [--env ENV]
                              [--json ablation.json]
 """
-from common import PAPER_ENVS, budget, compare_priors, finish, loro, mean_std, median_steps
-from common import online_steps, parser, start
+from common import PAPER_ENVS, budget, compare_priors, loro, main, mean_std, median_steps
+from common import online_steps, parser
 
 VARIANTS = {                                     # label: the Config settings of one loro variant
     "loro": {},
@@ -74,12 +74,15 @@ def steps_table(report: dict, env_id: str = "CliffWalking-v1") -> str:
     return "\n".join(lines).replace("inf", "never")
 
 
-if __name__ == "__main__":
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--alpha-scale", type=float, default=1.0, help="x every learner's step size")
-    p.add_argument("--env", choices=PAPER_ENVS, help="only this environment's priors")
-    args = start(p)
+def work(args) -> dict:
     report = run(args.seeds, args.jobs, args.budget_scale, args.alpha_scale,
                  [args.env] if args.env else PAPER_ENVS)
     print(table(report) + "\n\n" + steps_table(report))
-    finish(args, report)
+    return report
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--alpha-scale", type=float, default=1.0, help="x every learner's step size")
+    p.add_argument("--env", choices=PAPER_ENVS, help="only this environment's priors")
+    main(p, work)

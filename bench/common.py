@@ -41,38 +41,37 @@ def parser(description: str, seeds: int = 5) -> argparse.ArgumentParser:
     return p
 
 
-def start(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse and check the flags (one line naming the fix for a bad one), before any work."""
+def main(p: argparse.ArgumentParser, work, argv=None):
+    """Parse and check the flags, then `work(args)`, which prints its tables and returns its
+    report; write --json and say how long it took and how loaded the machine was. A bad flag,
+    or a run that cannot work (a budget too small for the prior), ends in one line."""
     args = p.parse_args(argv)
     try:
         loro.Config(seeds=args.seeds, jobs=args.jobs).check()
         if not 0.001 <= args.budget_scale <= 10:
             raise loro.LoroError(f"--budget-scale must be a number from 0.001 to 10, got "
                                  f"{args.budget_scale}")
-        loro.output_path(args.json, (".json",), "--json")
+        for flag, suffixes in (("json", (".json",)), ("plot", loro.PLOT_SUFFIXES)):
+            loro.output_path(getattr(args, flag, None), suffixes, "--" + flag)
+        print(f"{p.prog}: {args.seeds} seeds, budget x {args.budget_scale:g}, {args.jobs} "
+              f"processes on {os.cpu_count()} cores; load average before: "
+              f"{os.getloadavg()[0]:.2f}")
+        started = time.time()
+        report = work(args)
     except loro.LoroError as error:
         sys.exit(f"error: {error}")
-    load = os.getloadavg()[0]
-    print(f"{p.description.split(':')[0]}: {args.seeds} seeds, budget x {args.budget_scale:g}, "
-          f"{args.jobs} processes on {os.cpu_count()} cores; load average before: {load:.2f}")
-    args.started = time.time()
-    return args
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, default=str)
+        print(f"wrote {args.json}")
+    print(f"wall time {(time.time() - started) / 60:.1f} min; load average at the end "
+          f"{os.getloadavg()[0]:.2f} (this run's own processes included)")
+    return report
 
 
 def budget(env_id: str, scale: float) -> int:
     """The paper's budget of an environment, scaled (at least one curve point)."""
     return max(loro.Config().eval_every, round(loro.env_spec(env_id).budget_steps * scale))
-
-
-def finish(args: argparse.Namespace, report: dict):
-    """Write --json, and say how long it took and how loaded the machine was."""
-    minutes = (time.time() - args.started) / 60
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, default=str)
-        print(f"wrote {args.json}")
-    print(f"wall time {minutes:.1f} min; load average at the end {os.getloadavg()[0]:.2f} "
-          f"(this run's own {args.jobs} processes included)")
 
 
 def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,

@@ -7,8 +7,8 @@ learner's own steps until its greedy policy first reaches the threshold, seed by
 """
 import numpy as np
 
-from common import PAPER_ENVS, budget, compare_priors, finish, loro, median_steps, online_steps
-from common import parser, start
+from common import PAPER_ENVS, budget, compare_priors, loro, main, median_steps, online_steps
+from common import parser
 
 STAND_INS = [(env_id, noise) for env_id in ("CliffWalking-v1", "MountainCar-v0")
              for noise in (0.0, 0.2)]
@@ -61,11 +61,14 @@ def table(rows: list) -> str:
     return "\n".join(lines).replace("inf", "never")
 
 
-if __name__ == "__main__":
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--alpha-scale", type=float, default=1.0, help="x every learner's step size")
-    args = start(p)
+def work(args) -> dict:
     report = run(args.seeds, args.jobs, args.budget_scale, args.alpha_scale)
     rows = verdicts(report)
     print(table(rows))
-    finish(args, dict(rows=rows, report=report))
+    return dict(rows=rows, report=report)
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--alpha-scale", type=float, default=1.0, help="x every learner's step size")
+    main(p, work)

@@ -6,8 +6,7 @@ paper's own numbers, and the same runs under both curve protocols.
 """
 import numpy as np
 
-from common import PAPER_ENVS, PAPER_FIGURE, budget, compare_priors, finish, loro, mean_std
-from common import parser, start
+from common import PAPER_ENVS, PAPER_FIGURE, budget, compare_priors, loro, main, mean_std, parser
 
 
 def run(priors_of, seeds: int, jobs: int, scale: float, log=print) -> dict:
@@ -63,8 +62,11 @@ def protocols(report: dict, prior: str = loro.DEFAULT_PRIOR) -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    args = start(parser(__doc__.splitlines()[0]))
+def work(args) -> dict:
     report = run(shipped, args.seeds, args.jobs, args.budget_scale)
     print(table(report) + "\n\n" + protocols(report))
-    finish(args, report)
+    return report
+
+
+if __name__ == "__main__":
+    main(parser(__doc__.split("\n\n")[0]), work)

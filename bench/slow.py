@@ -8,8 +8,8 @@ calibrated on every return, the prior's rows drawn like any row). Paper's budget
 """
 import numpy as np
 
-from common import PAPER_FIGURE, budget, compare_priors, finish, loro, mean_std, median_steps
-from common import online_steps, parser, start
+from common import PAPER_FIGURE, budget, compare_priors, loro, main, mean_std, median_steps
+from common import online_steps, parser
 
 SCALES = (1.0, 0.3, 0.1, 0.03)
 # Fixed before looking at loro's numbers: every step size, and for CliffWalking's table a start
@@ -96,14 +96,7 @@ def plot(report: dict):
     return fig
 
 
-if __name__ == "__main__":
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--plot", help="write the figure here (.png, .pdf or .svg)")
-    args = start(p)
-    try:
-        loro.output_path(args.plot, loro.PLOT_SUFFIXES, "--plot")
-    except loro.LoroError as error:
-        raise SystemExit(f"error: {error}")
+def work(args) -> dict:
     report = run(args.seeds, args.jobs, args.budget_scale)
     print(table(report))
     if args.plot:
@@ -111,4 +104,10 @@ if __name__ == "__main__":
         matplotlib.use("Agg")
         plot(report).savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"wrote {args.plot}")
-    finish(args, report)
+    return report
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--plot", help="write the figure here (.png, .pdf or .svg)")
+    main(p, work)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from common import finish, loro, parser, start
+from common import loro, main, parser
 
 STEPS = 20_000                                   # per measurement, at --budget-scale 1
 
@@ -60,8 +60,11 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    args = start(parser(__doc__.splitlines()[0], seeds=3))
+def work(args) -> list:
     rows = run(args.seeds, max(100, round(STEPS * args.budget_scale)))
     print(table(rows))
-    finish(args, rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main(parser(__doc__.split("\n\n")[0], seeds=3), work)

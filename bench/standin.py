@@ -4,15 +4,18 @@ at noise 0.2, in the five environments at the paper's budgets.
     python bench/standin.py [--seeds 5] [--budget-scale 1] [--json standin.json]
 """
 import paper
-from common import finish, loro, parser, start
+from common import loro, main, parser
 
 
 def stand_in(env_id: str) -> dict:
     return {f"scripted({loro.STAND_IN_NOISE:g})": dict(prior_noise=loro.STAND_IN_NOISE)}
 
 
-if __name__ == "__main__":
-    args = start(parser(__doc__.splitlines()[0]))
+def work(args) -> dict:
     report = paper.run(stand_in, args.seeds, args.jobs, args.budget_scale)
     print(paper.table(report))
-    finish(args, report)
+    return report
+
+
+if __name__ == "__main__":
+    main(parser(__doc__.split("\n\n")[0]), work)

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from common import finish, loro, parser, serve_stand_in, start
+from common import loro, main, parser, serve_stand_in
 
 EPISODES, LATENCY, WORKERS = 32, 0.05, (1, 8)
 
@@ -32,11 +32,14 @@ def run(repeats: int, episodes: int, log=print) -> dict:
                 speedup=median[WORKERS[0]] / median[WORKERS[-1]])
 
 
-if __name__ == "__main__":
-    args = start(parser(__doc__.splitlines()[0], seeds=1))
+def work(args) -> dict:
     report = run(args.seeds, max(2, round(EPISODES * args.budget_scale)))
     s = report["seconds"]
     print(f"{report['episodes']} episodes, {report['calls']} calls, reply latency "
           f"{LATENCY * 1000:.0f} ms: 1 worker {s[1]:.2f} s, 8 workers {s[8]:.2f} s, speed-up "
           f"{report['speedup']:.1f}x")
-    finish(args, report)
+    return report
+
+
+if __name__ == "__main__":
+    main(parser(__doc__.split("\n\n")[0], seeds=1), work)
