@@ -910,13 +910,13 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 #     data's action) the prior's own return from s on (Monte Carlo, S&B §5.1),
 #         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s.
 #     Only episodes that TERMINATED count: the return of an episode the clock cut is censored,
-#     not a value (Pardo et al. 2018, "Time limits in RL"); on CliffWalking such returns sat 10
-#     to 60 times below V* and kept shortest-path actions untried for up to 25,000 steps
-#     (bench/README.md). A state with no uncensored return keeps the learner's start.
+#     not a value (Pardo et al. 2018, "Time limits in RL"); on CliffWalking such returns sat up
+#     to 60 times below V*, and the learner took up to 25,200 online steps to find the shortest
+#     path (bench/README.md). A state with no uncensored return keeps the learner's start.
 #     "calibrated-all", loro's previous default, counts every return.
 #  2. Offline updates (`pretrain_updates`): by default the learner's own replay ratio on these
 #     rows (rows / update_every); more over-fits a few hundred rows (bench/README.md: 2,000
-#     cost 9% after the prior's phase on CartPole-v0).
+#     cost CartPole-v0 8% after the prior's phase).
 #  3. The prior's rows in each minibatch (`prior_share`). By default they ride on top: a batch
 #     holds as many of the learner's own rows as without a prior, plus B * P / (P + n) of the
 #     prior's P rows (n: the learner's own so far): a share that falls from a half towards 0 and
@@ -924,7 +924,7 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 #     replay). A fixed share (0.5 is RLPD's symmetric sampling, Ball et al. 2023) suits good
 #     data; 0 is a fresh buffer (WSRL, Zhou et al. 2024); "buffer" draws every row alike.
 # The actor-critic has no "untried action": its ingredient 1 is TD3+BC's imitation term while
-# offline (Fujimoto & Gu 2021), on with "calibrated" and "pessimistic".
+# offline (Fujimoto & Gu 2021), on with every start but "keep".
 
 MAX_BUFFER_BYTES = 2 * 2**30
 
