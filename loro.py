@@ -2167,8 +2167,10 @@ def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
     if cfg.model:
         url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         return f"LLM {cfg.model} at {url}", "live LLM"
-    if recorded is None:
+    if not cfg.dataset:
         return f"scripted(noise={cfg.prior_noise:g}), a stand-in, not an LLM", "stand-in"
+    if recorded is None:                         # no method of the run needed the file's rows
+        recorded = load_dataset(cfg.dataset, cfg.env_id)
     source, name = recorded.meta.get("source", "unknown source"), os.path.basename(cfg.dataset)
     if str(source).startswith("scripted"):
         return f"{name}: {source} (the stand-in, not an LLM)", "stand-in"

@@ -748,6 +748,17 @@ def test_experiment_rejects_a_budget_smaller_than_the_prior():
         loro.run_experiment(cfg, log=lambda *_: None)
 
 
+def test_a_run_that_needs_no_prior_still_names_the_configured_one():
+    """rl alone never loads the prior's rows, but the results still say what the prior was."""
+    results = loro.run_experiment(loro.Config(methods=("rl",), seeds=1, budget_steps=400),
+                                  log=loro.QUIET)
+    assert results["prior"]["kind"] == "recorded LLM" and results["prior"]["steps"] == []
+    assert results["prior"]["source"].startswith("CliffWalking-v1_qwen2.5-7b.npz: Qwen2.5-7B")
+    results = loro.run_experiment(loro.Config(env_id="Acrobot-v1", methods=("rl",), seeds=1,
+                                              budget_steps=400), log=loro.QUIET)
+    assert results["prior"]["source"] == "scripted(noise=0.2), a stand-in, not an LLM"
+
+
 def test_summary_metrics():
     points = np.array([100, 200, 300, 400])
     s = loro.summarize(np.array([-50.0, -20.0, -13.0, -13.0]), points, -13.0)

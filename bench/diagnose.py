@@ -73,9 +73,11 @@ def diagnose(prior_name: str, seeds: int) -> list:
 
 def table(report: dict) -> str:
     w = report["window"]
-    lines = [f"seed {report['seed']}: episodes {w[0]}-{w[-1]}, {report['steps']:,} steps, "
+    wrap = next((i for i in range(1, len(w)) if w[i] < w[i - 1]), len(w))   # a window may wrap
+    runs = [f"{part[0]}-{part[-1]}" for part in (w[:wrap], w[wrap:]) if part]
+    lines = [f"seed {report['seed']}: episodes {' and '.join(runs)}, {report['steps']:,} steps, "
              f"{report['goals']} of {len(w)} reach the goal; greedy return after pre-training: "
-             + ", ".join(f"{m} {r:g}" for m, r in report["greedy"].items()),
+             + ", ".join(f"{m} {r:g}" for m, r in report["greedy"].items()), "",
              "| cell (row, col) | optimal action | tried by the data | V_mu: every return | "
              "V_mu: returns of terminated episodes | V* | "
              + " | ".join(f"{m}: Q(optimal) / max Q" for m in MODES) + " |",

@@ -5,7 +5,10 @@ start is run as it is now and as it was before the fix of bench/README.md (untri
 calibrated on every return, the prior's rows drawn like any row). Paper's budgets.
 
     python bench/slow.py [--seeds 5] [--budget-scale 1] [--json slow.json] [--plot slow.png]
+    python bench/slow.py --from slow.json --plot slow.png      # the table and figure again
 """
+import json
+
 import numpy as np
 
 from common import PAPER_FIGURE, budget, compare_priors, loro, main, mean_std, median_steps
@@ -72,9 +75,10 @@ def plot(report: dict):
             for start, style in (("now", "-o"), ("previous", ":x")):
                 ax.plot(cost, [gain(by_variant[n][start], key) for n in names], style,
                         color=color, label=f"{env_id}, warm start {start}")
-            for n, c in zip(names, cost):
+            for i, (n, c) in enumerate(zip(names, cost)):   # labels alternate: fewer overlaps
                 ax.annotate(n.replace("step size ", ""), (c, gain(by_variant[n]["now"], key)),
-                            fontsize=7, textcoords="offset points", xytext=(4, 4))
+                            fontsize=7, textcoords="offset points",
+                            xytext=(4, 5) if i % 2 == 0 else (-4, -11))
         paper = PAPER_FIGURE[env_id]
         axes[0].plot(-paper["rl"], (paper["loro"] - paper["rl"]) / abs(paper["rl"]), "*",
                      color=color, markersize=13, markeredgecolor="k",
@@ -97,7 +101,15 @@ def plot(report: dict):
 
 
 def work(args) -> dict:
-    report = run(args.seeds, args.jobs, args.budget_scale)
+    if args.source:
+        try:
+            with open(args.source) as f:
+                report = json.load(f)
+        except (OSError, ValueError) as error:
+            raise loro.LoroError(f"--from {args.source}: not a report of slow.py --json "
+                                 f"({type(error).__name__})") from None
+    else:
+        report = run(args.seeds, args.jobs, args.budget_scale)
     print(table(report))
     if args.plot:
         import matplotlib
@@ -110,4 +122,5 @@ def work(args) -> dict:
 if __name__ == "__main__":
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--plot", help="write the figure here (.png, .pdf or .svg)")
+    p.add_argument("--from", dest="source", help="a report written by --json: no new runs")
     main(p, work)
