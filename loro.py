@@ -1125,26 +1125,28 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     # updates wait for enough of the learner's OWN rows: the online part of a minibatch must not
     # be copies of a handful of transitions (prior rows do not count here)
     learning_starts = max(spec.batch_size, spec.learning_starts)
-    lengths.append(0), returns.append(0.0)       # the episode being played
+    episode_return, episode_length = 0.0, 0
     for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
         if spec.epsilon:
             learner.epsilon = epsilon_at(spec.epsilon, t)
         action = learner.act(obs, rng)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)   # obs: the state BEFORE the action
-        obs, lengths[-1], returns[-1] = next_obs, lengths[-1] + 1, returns[-1] + reward
+        obs, episode_return, episode_length = next_obs, episode_return + reward, episode_length + 1
         if terminated or truncated:
+            lengths.append(episode_length), returns.append(episode_return)
             obs, _ = env.reset()
-            lengths.append(0), returns.append(0.0)
+            episode_return, episode_length = 0.0, 0
         if buffer.n_online >= learning_starts and (t + 1) % spec.update_every == 0:
             learner.update(*buffer.sample(spec.batch_size, cfg.prior_share, rng))
         if (t + 1) % cfg.eval_every == 0:
             curve.append(evaluate(learner, eval_env, cfg.eval_episodes, eval_rng))
-    while lengths[-1]:                           # finish the last episode (no learning) to score it
+    while episode_length:                        # finish the last episode (no learning) to score it
         obs, reward, terminated, truncated, _ = env.step(learner.act(obs, rng))
-        lengths[-1], returns[-1] = lengths[-1] + 1, returns[-1] + reward
+        episode_return, episode_length = episode_return + reward, episode_length + 1
         if terminated or truncated:
-            break
+            lengths.append(episode_length), returns.append(episode_return)
+            episode_length = 0
     assert len(curve) == len(points)             # one point per eval_every steps of the budget
     return np.array(curve), behaviour_curve(lengths, returns, points)
 
@@ -2099,10 +2101,10 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
     pool.shutdown()
     dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
     if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
-        causes = dataset.meta["fallback_causes"]
+        causes = ", ".join(f"{c}: {n}" for c, n in dataset.meta["fallback_causes"].items())
         log(f"warning: {dataset.meta['fallback_rate']:.0%} of the steps fell back to a random "
-            f"action (" + ", ".join(f"{c}: {n}" for c, n in causes.items()) + "); the data is "
-            f"mostly a random policy's: check the model, --max-tokens and --prompt-mode")
+            f"action ({causes}); the data is mostly a random policy's: check the model, "
+            f"--max-tokens and --prompt-mode")
     if out:
         journal.close()
         dataset.meta["usage"] = transcript.usage()
