@@ -1039,12 +1039,13 @@ def unused_port() -> int:
         return s.getsockname()[1]
 
 
-def run_loro(*args, cwd=None, env=None, timeout=120):
-    """python loro.py ARGS in a subprocess, without proxies or keys from this environment."""
+def run_loro(*args, cwd=None, env=None, timeout=120, script=LORO_PY):
+    """python loro.py ARGS (or another script) in a subprocess, without proxies or keys from this
+    environment."""
     clean = {k: v for k, v in os.environ.items()
              if k not in PROXY_VARS and not k.startswith("OPENAI_")}
     clean.update(MPLBACKEND="Agg", NO_PROXY="127.0.0.1,localhost", **(env or {}))
-    p = subprocess.run([sys.executable, LORO_PY, *args], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                        cwd=cwd, env=clean, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
@@ -1705,12 +1706,6 @@ def test_cli_collect_with_nothing_left_to_do_does_not_claim_it_wrote(tmp_path):
 BENCH = os.path.join(os.path.dirname(LORO_PY), "bench")
 
 
-def run_bench(script, *args, cwd=None):
-    p = subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True,
-                       text=True, cwd=cwd, timeout=300, env=dict(os.environ, MPLBACKEND="Agg"))
-    return p.returncode, p.stdout, p.stderr
-
-
 @pytest.mark.parametrize("script, says", [
     ("paper.py", "| CliffWalking-v1 | qwen2.5-7b |"), ("standin.py", "| scripted(0.2) |"),
     ("ablation.py", "| CliffWalking-v1 qwen2.5-7b |"), ("nodip.py", "| MountainCar-v0 |"),
@@ -1720,8 +1715,9 @@ def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     """A smoke test: the figures at this budget mean nothing; the script must run end to end,
     print its table and its wall time, and write its JSON (and slow.py its figure)."""
     extra = {"slow.py": ["--plot", "slow.png"], "ablation.py": ["--env", "CliffWalking-v1"]}
-    code, out, err = run_bench(script, "--seeds", "1", "--budget-scale", "0.08", "--json",
-                               "out.json", *extra.get(script, []), cwd=tmp_path)
+    code, out, err = run_loro("--seeds", "1", "--budget-scale", "0.08", "--json", "out.json",
+                              *extra.get(script, []), cwd=tmp_path, timeout=300,
+                              script=os.path.join(BENCH, script))
     assert code == 0, err
     assert says in out and "wall time" in out and "load average before" in out
     assert json.load(open(tmp_path / "out.json"))
@@ -1735,7 +1731,7 @@ def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     (["--seed", "3"], "unrecognized arguments: --seed")])
 def test_bench_scripts_refuse_bad_inputs_in_one_line(tmp_path, args, says):
     (tmp_path / "adir").mkdir()
-    code, out, err = run_bench("paper.py", *args, cwd=tmp_path)
+    code, out, err = run_loro(*args, cwd=tmp_path, script=os.path.join(BENCH, "paper.py"))
     assert code != 0 and "Traceback" not in err and says in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
 
