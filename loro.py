@@ -26,12 +26,12 @@ the order the data flows; a first reading can stop at §8. The appendices are ma
     §4  Learners                    tabular Q-learning, tile coding + linear Q, actor-critic
     §5  The warm start              untried actions, offline updates, the prior's share
     §6  The same-budget experiment  the five methods, two curves, the metrics
-    §7  Diagnostics                 value iteration, coverage, the prior-quality sweep
+    §7  Diagnostics                 value iteration, coverage of the optimal policy
     §8  Plots                       figures, returned to the caller
     A   The stand-in                rules of thumb behind the chat interface (not an LLM)
     B   The HTTP client             retries, error explanations, a request cache
     C   Collection and files        parallel episodes, journal and resume, file checks, priors
-    D   The command line            run, collect, prompt, coverage, sweep; the main job
+    D   The command line            run, collect, prompt, coverage; the main job
 The lesson reaches the machinery through two seams: a chat's .chat(messages) (A's stand-in or
 B's ChatClient) and make_priors() (C), which cuts each seed's prior from a recorded file or
 collects it, playing §3's play_episode many times. The benchmarks that rebuild the published
@@ -1342,36 +1342,6 @@ def which_episodes(dataset: Dataset) -> str:
         f"{len(np.unique(dataset.episode))} episodes"
 
 
-def prior_quality_sweep(cfg: Config, noises=(0.0, 0.25, 0.5, 0.75, 1.0), datasets=(),
-                        log: Callable = print) -> dict:
-    """LORO's gain over pure RL as the prior gets worse: the stand-in's noise from 0 (its rules
-    of thumb) to 1 (uniformly random), and optionally recorded datasets (e.g. of several LLMs).
-    Gain = (cumulative_loro - cumulative_rl) / |cumulative_rl|, per seed, at the same budget."""
-    base = dataclasses.replace(cfg, methods=("rl",), dataset=None, prior=None)
-    rl = np.array(run_experiment(base, log=QUIET)["methods"]["rl"]["cumulative"])
-    rows = []
-    settings = [dict(prior_noise=n, dataset=None) for n in noises] + \
-        [dict(dataset=path, prior_noise=None) for path in datasets]
-    for setting in settings:
-        run = dataclasses.replace(cfg, methods=("loro",), prior=None, **setting)
-        results = run_experiment(run, log=QUIET)
-        loro = np.array(results["methods"]["loro"]["cumulative"])
-        cov = None
-        if env_spec(cfg.env_id).learner == "tabular":   # the first seed's prior, as runs saw it
-            priors, _ = make_priors(run.resolved(), env_spec(cfg.env_id), [cfg.seed], QUIET)
-            cov = coverage(priors[cfg.seed], cfg.env_id)["state_action"]
-        gain = (loro - rl) / np.abs(rl).clip(1e-9)
-        row = dict(source=results["prior"]["source"], noise=setting.get("prior_noise"),
-                   prior_return=float(np.mean(results["prior"]["mean_return"])), coverage=cov,
-                   gain_mean=float(gain.mean()), gain_std=sample_std(gain),
-                   loro=loro.tolist(), rl=rl.tolist())
-        rows.append(row)
-        log(f"  {row['source']}: prior return {row['prior_return']:.2f}, coverage "
-            f"{'n/a' if cov is None else format(cov, '.2f')}, gain over rl "
-            f"{row['gain_mean']:+.1%} ± {row['gain_std']:.1%}")
-    return dict(env=cfg.env_id, budget_steps=cfg.resolved().budget_steps, rows=rows)
-
-
 # --- §8 Plots ------------------------------------------------------------------------------------
 # Functions return matplotlib figures; the caller shows or saves them.
 
@@ -1498,35 +1468,6 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
                  f"(orange) or not (red): {cov['state_action']:.0%} of its visits")
     ax.figure.colorbar(image, ax=ax, label="log(1 + visits)", shrink=0.8)
     return ax.figure
-
-
-def plot_sweep(sweep: dict):
-    """LORO's gain over pure RL against the prior's own return, and against its coverage.
-    Each point is one prior: a stand-in noise level (labelled with it) or a recorded dataset."""
-    import matplotlib.pyplot as plt
-    rows = sweep["rows"]
-    xs = [("prior_return", "the prior's mean episode return")]
-    if all(r["coverage"] is not None for r in rows):
-        xs.append(("coverage", "coverage of the optimal policy's state-actions"))
-    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 4), squeeze=False)
-    labels = [f"{r['noise']:g}" if r["noise"] is not None else r["source"].split(":")[0]
-              for r in rows]
-    for ax, (key, xlabel) in zip(axes[0], xs):
-        x = np.array([r[key] for r in rows])
-        gain = np.array([r["gain_mean"] for r in rows])
-        ax.errorbar(x, gain, yerr=[r["gain_std"] for r in rows], fmt="o", color="tab:red",
-                    capsize=3)
-        for i, (xi, gi, label) in enumerate(zip(x, gain, labels)):
-            ax.annotate(label, (xi, gi), fontsize=7, textcoords="offset points",
-                        xytext=(5, 6 if i % 2 == 0 else -11))     # alternate: fewer overlaps
-        ax.axhline(0, color="k", lw=0.8)
-        ax.margins(x=0.12, y=0.18)               # room for the labels at the edges
-        ax.set(xlabel=xlabel, ylabel="gain in cumulative reward over RL")
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:+.0%}"))
-    fig.suptitle(f"{sweep['env']}: LORO's gain over RL for priors of different quality "
-                 f"(labels: the stand-in's noise), budget {sweep['budget_steps']:,}", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 # --- Appendix A. The stand-in --------------------------------------------------------------------
@@ -2500,26 +2441,6 @@ def cmd_coverage(args):
     return result
 
 
-def cmd_sweep(args):
-    cfg = config_from_args(args)
-    output_path(args.json, (".json",), "--json")
-    output_path(args.plot, PLOT_SUFFIXES, "--plot")
-    try:
-        noises = tuple(float(x) for x in args.noises.split(",") if x.strip())
-    except ValueError:
-        noises = ()
-    if not noises or not all(0 <= noise <= 1 for noise in noises):
-        raise LoroError(f"--noises takes comma-separated numbers from 0 to 1, e.g. 0,0.5,1; "
-                        f"got {args.noises!r}")
-    datasets = tuple(x for x in (args.datasets or "").split(",") if x.strip())
-    for path in datasets:
-        load_dataset(path, cfg.env_id)           # fail now, not after an hour of runs
-    print(f"sweep on {cfg.env_id}: prior noise {noises}, datasets {datasets or 'none'}")
-    sweep = prior_quality_sweep(cfg, noises, datasets)
-    write_outputs(args, sweep, lambda: plot_sweep(sweep))
-    return sweep
-
-
 # The main job, `python loro.py`: the paper's headline experiment on the paper's own data
 # (CliffWalking, Qwen2.5-7B, the paper's budget) and the continuous-control case (Pendulum, at
 # half the paper's budget, so that the whole job takes about a minute on 2 cores).
@@ -2557,10 +2478,6 @@ def main(argv=None):
           ("--seed", dict(type=int, default=0, help="of the first observation"))])
     _add(new("coverage", "how much of the optimal policy a prior's data covers"), PRIOR_OPTIONS,
          [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
-    _add(new("sweep", "loro's gain over rl as the prior gets worse"), PRIOR_OPTIONS[:1],
-         PRIOR_OPTIONS[-2:], RUN_OPTIONS,
-         [("--noises", dict(default="0,0.25,0.5,0.75,1", help="the stand-in's noise levels")),
-          ("--datasets", dict(help="recorded datasets to add, comma-separated"))])
     args = parser.parse_args(argv)
     try:
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only
@@ -2569,7 +2486,7 @@ def main(argv=None):
         if args.command is None:
             return main_job()
         return {"run": cmd_run, "collect": cmd_collect, "prompt": cmd_prompt,
-                "coverage": cmd_coverage, "sweep": cmd_sweep}[args.command](args)
+                "coverage": cmd_coverage}[args.command](args)
     except (LoroError, OSError) as error:        # OSError: a full disk, a file that vanished
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:

@@ -1632,16 +1632,9 @@ def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampli
     (["collect", "--env", "CliffWalking-v1", "--out", "no/such/dir/x.npz"], "does not exist"),
     (["collect", "--env", "CliffWalking-v1", "--out", "x.npz", "--workers", "0"],
      "--workers must be a number from 1 to 256, got 0"),
-    (["sweep", "--noises", "a,b"], "--noises takes comma-separated numbers"),
-    (["sweep", "--noises", "0,1.5"], "--noises takes comma-separated numbers from 0 to 1"),
-    (["sweep", "--jobs", "0"], "--jobs must be a number from 1 to 256"),
     (["prompt", "--seed", "-1"], "--seed must be a number from 0"),
     (["coverage", "--prior-episodes", "0"], "--prior-episodes must be a number from 1"),
     (["coverage", "--env", "CartPole-v0"], "coverage needs a grid game"),
-    (["sweep", "--dataset", "x.npz"], "unrecognized arguments: --dataset"),   # sweep picks the
-    (["sweep", "--methods", "rl"], "unrecognized arguments: --methods"),      # priors and methods
-    (["sweep", "--prior-noise", "0.3"], "unrecognized arguments: --prior-noise"),
-    (["sweep", "--json", "adir"], "--json adir is a folder"),
     (["collect", "--env", "CliffWalking-v1", "--out", "adir.npz"], "--out adir.npz is a folder"),
     (["nonsense"], "see `python loro.py --help`"),
 ])
@@ -1710,11 +1703,13 @@ BENCH = os.path.join(os.path.dirname(LORO_PY), "bench")
     ("paper.py", "| CliffWalking-v1 | qwen2.5-7b |"), ("standin.py", "| scripted(0.2) |"),
     ("ablation.py", "| CliffWalking-v1 qwen2.5-7b |"), ("nodip.py", "| MountainCar-v0 |"),
     ("slow.py", "| Pendulum-v1 | step size x 0.03 |"), ("speed.py", "| Acrobot-v1 | linear |"),
-    ("workers.py", "speed-up"), ("diagnose.py", "| (2, 11) | move down |")])
+    ("workers.py", "speed-up"), ("diagnose.py", "| (2, 11) | move down |"),
+    ("sweep.py", "scripted(noise=1), a stand-in")])
 def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     """A smoke test: the figures at this budget mean nothing; the script must run end to end,
     print its table and its wall time, and write its JSON (and slow.py its figure)."""
-    extra = {"slow.py": ["--plot", "slow.png"], "ablation.py": ["--env", "CliffWalking-v1"]}
+    extra = {"slow.py": ["--plot", "slow.png"], "ablation.py": ["--env", "CliffWalking-v1"],
+             "sweep.py": ["--noises", "0,1"]}
     code, out, err = run_loro("--seeds", "1", "--budget-scale", "0.08", "--json", "out.json",
                               *extra.get(script, []), cwd=tmp_path, timeout=300,
                               script=os.path.join(BENCH, script))
@@ -1728,10 +1723,14 @@ def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     (["--seeds", "0"], "--seeds must be a number from 1"),
     (["--budget-scale", "0"], "--budget-scale must be a number from 0.001 to 10"),
     (["--json", "adir"], "--json adir is a folder"),
-    (["--seed", "3"], "unrecognized arguments: --seed")])
+    (["--seed", "3"], "unrecognized arguments: --seed"),
+    (["--noises", "a,b"], "--noises takes comma-separated numbers"),
+    (["--noises", "0,1.5"], "--noises takes comma-separated numbers from 0 to 1"),
+    (["--datasets", "x.npz"], "x.npz: no such file")])
 def test_bench_scripts_refuse_bad_inputs_in_one_line(tmp_path, args, says):
     (tmp_path / "adir").mkdir()
-    code, out, err = run_loro(*args, cwd=tmp_path, script=os.path.join(BENCH, "paper.py"))
+    script = "sweep.py" if args[0] in ("--noises", "--datasets") else "paper.py"
+    code, out, err = run_loro(*args, cwd=tmp_path, script=os.path.join(BENCH, script))
     assert code != 0 and "Traceback" not in err and says in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
 
