@@ -101,8 +101,8 @@ class Config:
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
     prior_share: float | str | None = None  # the prior's share of a minibatch (None: on top)
     # the learner (§4)
+    exploration: str = "optimistic"      # how the Q-learners explore (EXPLORATIONS, §4)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
-    q_start: float = 0.0                 # where Q-values start (0: optimistic if steps cost -1)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
     # a live language model (Appendix B), used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
@@ -162,6 +162,7 @@ class EnvSpec:
     threshold: float             # a return that counts as solving the task
     eval_episodes: int           # greedy episodes per curve point (more where outcomes are random)
     gamma: float                 # discount factor
+    worst_reward: float          # the lowest reward of one step (the undirected Q start, §4)
     game: str                    # what the game is, for the system prompt
     goal: str                    # what counts as doing well
     actions: list                # [(words, keywords)] per action; [] for continuous actions
@@ -220,7 +221,7 @@ CLIFF_MAP = ["." * 12, "." * 12, "." * 12, "S" + "C" * 10 + "G"]
 ENVS = {
     "CliffWalking-v1": EnvSpec(
         "CliffWalking-v1", learner="tabular", max_steps=200, budget_steps=40_000,
-        threshold=-13.0, eval_episodes=1, gamma=1.0,
+        threshold=-13.0, eval_episodes=1, gamma=1.0, worst_reward=-100.0,
         game=("CliffWalking: a 4 x 12 grid. Rows are numbered 0 to 3 from top to bottom, columns "
               "0 to 11 from left to right. You start at row 3, column 0. The goal is at row 3, "
               "column 11. Between them, row 3 columns 1 to 10 are a cliff. Map (S start, "
@@ -234,7 +235,7 @@ ENVS = {
         hyper=dict(alpha=0.5), epsilon=(0.1, 0.1, 1), update_every=8, batch_size=256),
     "FrozenLake-v1": EnvSpec(
         "FrozenLake-v1", learner="tabular", max_steps=100, budget_steps=30_000,
-        threshold=0.6, eval_episodes=20, gamma=0.99,
+        threshold=0.6, eval_episodes=20, gamma=0.99, worst_reward=0.0,
         game=("FrozenLake: a 4 x 4 frozen lake. Rows are numbered 0 to 3 from top to bottom, "
               "columns 0 to 3 from left to right. Map (S start, F frozen, H hole, G goal):\n"
               + "\n".join(FROZEN_LAKE_MAP) + "\nThe ice is slippery: you move in the chosen "
@@ -248,7 +249,7 @@ ENVS = {
         hyper=dict(alpha=0.1), epsilon=(1.0, 0.1, 10_000), update_every=8, batch_size=256),
     "CartPole-v0": EnvSpec(      # the paper's version: episodes of at most 200 steps
         "CartPole-v0", learner="linear", max_steps=200, budget_steps=30_000,
-        threshold=195.0, eval_episodes=1, gamma=0.99,
+        threshold=195.0, eval_episodes=1, gamma=0.99, worst_reward=1.0,
         game="CartPole: a pole is hinged on a cart that moves along a frictionless track.",
         goal=("Keep the pole upright: you earn +1 for every step it stays up. The episode ends "
               "when the pole leans more than 12 degrees or the cart leaves the track "
@@ -263,7 +264,7 @@ ENVS = {
         epsilon=(1.0, 0.01, 2_000), learning_starts=256, update_every=4, batch_size=128),
     "MountainCar-v0": EnvSpec(
         "MountainCar-v0", learner="linear", max_steps=200, budget_steps=60_000,
-        threshold=-110.0, eval_episodes=1, gamma=0.99,
+        threshold=-110.0, eval_episodes=1, gamma=0.99, worst_reward=-1.0,
         game=("MountainCar: a car sits in a valley between two hills, on a track from position "
               "-1.2 to +0.6; the valley bottom is near -0.52. Its engine is too weak to drive "
               "straight up the right hill."),
@@ -278,7 +279,7 @@ ENVS = {
         epsilon=(0.0, 0.0, 1), learning_starts=256, update_every=4, batch_size=128),
     "Acrobot-v1": EnvSpec(
         "Acrobot-v1", learner="linear", max_steps=500, budget_steps=30_000,
-        threshold=-100.0, eval_episodes=1, gamma=0.99,
+        threshold=-100.0, eval_episodes=1, gamma=0.99, worst_reward=-1.0,
         game=("Acrobot: two links hang from a fixed pivot like a double pendulum; you can apply "
               "a torque only at the joint between them. Angles are 0 (cos +1) when a link hangs "
               "straight down, in line with the link above it."),
@@ -293,7 +294,7 @@ ENVS = {
         epsilon=(0.0, 0.0, 1), learning_starts=256, update_every=4, batch_size=128),
     "Pendulum-v1": EnvSpec(
         "Pendulum-v1", learner="actor_critic", max_steps=200, budget_steps=40_000,
-        threshold=-200.0, eval_episodes=1, gamma=0.99,
+        threshold=-200.0, eval_episodes=1, gamma=0.99, worst_reward=-16.2736,
         game=("Pendulum: a pendulum hangs from a frictionless pivot and starts at a random angle. "
               "Angle 0 is upright; positive torque turns it toward positive angles."),
         goal=("Swing the pendulum up and keep it upright with little effort. Each step costs "
@@ -881,19 +882,41 @@ class ActorCritic:
         return loss, grad
 
 
+# How the Q-learners explore. "optimistic" (the registry's settings): Q starts at 0, above every
+# return where steps cost -1, so the greedy policy itself tries every untried action (S&B §2.6),
+# and epsilon follows the registry's schedule, 0 where optimism suffices. "undirected" (the
+# paper's DoubleDQN, online_main.py): epsilon-greedy with a constant 0.1, gamma 0.99, and Q
+# starting below every return, so that a tried action rises above the untried ones and only
+# chance tries something new. The actor-critic has no optimism to switch off: it is the same
+# under both (its exploration is Gaussian noise on the action).
+EXPLORATIONS = ("optimistic", "undirected")
+
+
+def exploration_settings(spec: EnvSpec, exploration: str) -> tuple:
+    """(gamma, where Q-values start, epsilon schedule) of a Q-learner."""
+    if exploration == "optimistic" or spec.learner == "actor_critic":
+        return spec.gamma, 0.0, spec.epsilon
+    # With gamma = 1 no start can be pessimistic: a step costing r < 0 moves Q towards r + Q0 < Q0,
+    # so a tried action always falls below an untried one. With gamma < 1 a start below
+    # r_min / (1 - gamma), the lowest return, moves up: r + gamma Q0 > Q0 (minus 1: strictly).
+    gamma = min(spec.gamma, 0.99)
+    return gamma, min(0.0, spec.worst_reward) / (1 - gamma) - 1.0, (0.1, 0.1, 1)
+
+
 def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1.0,
-                 q_start: float = 0.0):
+                 exploration: str = "optimistic"):
     """A fresh learner of the registry's kind with the registry's hyperparameters; `alpha_scale`
-    multiplies its step size (a slower learner), `q_start` is where Q-values start."""
+    multiplies its step size (a slower learner); `exploration` sets gamma and the Q start."""
     env, hyper = make_env(spec.env_id), dict(spec.hyper)
     hyper["alpha" if spec.learner in ("tabular", "linear") else "lr"] *= alpha_scale
+    gamma, start, _ = exploration_settings(spec, exploration)
     if spec.learner == "tabular":
-        return TabularQ(env.observation_space.n, env.action_space.n, gamma=spec.gamma,
-                        start=q_start, **hyper)
+        return TabularQ(env.observation_space.n, env.action_space.n, gamma=gamma, start=start,
+                        **hyper)
     if spec.learner == "linear":
         coder = TileCoder(hyper.pop("low"), hyper.pop("high"), hyper.pop("n_tilings"),
                           hyper.pop("n_bins"))
-        return LinearQ(coder, env.action_space.n, gamma=spec.gamma, start=q_start, **hyper)
+        return LinearQ(coder, env.action_space.n, gamma=gamma, start=start, **hyper)
     return ActorCritic(env.observation_space.shape[0], env.action_space.low, env.action_space.high,
                        rng, gamma=spec.gamma, **hyper)
 
@@ -1109,7 +1132,8 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     Returns the two learning curves: greedy evaluation, and the returns of the episodes played."""
     rng = np.random.default_rng(stream_seed(seed, "learner"))
     eval_rng = np.random.default_rng(stream_seed(seed, "evaluation"))
-    learner = make_learner(spec, rng, cfg.alpha_scale, cfg.q_start)
+    learner = make_learner(spec, rng, cfg.alpha_scale, cfg.exploration)
+    schedule = exploration_settings(spec, cfg.exploration)[2]
     curve, lengths, returns, start = [], [], [], 0
     if prior is not None:                        # the prior's phase: its own episode returns
         start = len(prior)
@@ -1127,8 +1151,8 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     learning_starts = max(spec.batch_size, spec.learning_starts)
     episode_return, episode_length = 0.0, 0
     for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
-        if spec.epsilon:
-            learner.epsilon = epsilon_at(spec.epsilon, t)
+        if schedule:
+            learner.epsilon = epsilon_at(schedule, t)
         action = learner.act(obs, rng)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)   # obs: the state BEFORE the action
@@ -2199,10 +2223,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
 
-def share(text: str):                                    # --prior-share: 'buffer' or a number
-    return text if text == "buffer" else float(text)
-
-
 # The options, as (flag, argparse settings); each sets the Config field of its name (§0).
 PRIOR_OPTIONS = [
     ("--env", dict(default=Config.env_id, help=f"one of {', '.join(ENVS)}")),
@@ -2221,10 +2241,10 @@ RUN_OPTIONS = [
     ("--eval-episodes", dict(type=int, help="greedy episodes per point")),
     ("--init-untried", dict(choices=UNTRIED, default="calibrated", help="§5, ingredient 1")),
     ("--pretrain-updates", dict(type=int, help="§5, ingredient 2 (default: rows / update_every)")),
-    ("--prior-share", dict(type=share, help="§5, ingredient 3: a number from 0 to 1, or 'buffer' "
-                                            "(default: the prior's rows on top)")),
+    ("--prior-share", dict(type=float, help="§5, ingredient 3: a number from 0 to 1 (default: "
+                                            "the prior's rows on top)")),
     ("--alpha-scale", dict(type=float, default=Config.alpha_scale, help="x the step size")),
-    ("--q-start", dict(type=float, default=Config.q_start, help="where Q-values start")),
+    ("--exploration", dict(choices=EXPLORATIONS, default=Config.exploration, help="§4")),
     ("--jobs", dict(type=int, default=min(2, os.cpu_count() or 1), help="processes")),
     ("--json", dict(help="write the results here")),
     ("--plot", dict(help="write the figure here (.png, .pdf or .svg)"))]
@@ -2293,7 +2313,7 @@ LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_
           ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
           ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
           ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
-          ("q_start", -1e9, 1e9), ("timeout", 0.1, 86_400.0))
+          ("timeout", 0.1, 86_400.0))
 
 
 def _num(x) -> str:
@@ -2311,7 +2331,7 @@ def check_config(self: Config) -> Config:
                         f"name each once")
     for name, low, high in LIMITS:           # every number: finite and in range
         value = getattr(self, name)          # None: a default filled in later
-        if value not in (None, "buffer") and not (isinstance(value, (int, float)) and
+        if value is not None and not (isinstance(value, (int, float)) and
                                       math.isfinite(value) and low <= value <= high):
             why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
             raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
@@ -2319,7 +2339,8 @@ def check_config(self: Config) -> Config:
     if self.budget_steps is not None and self.budget_steps < self.eval_every:
         raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
                         f"({self.eval_every})")
-    for name, allowed in (("init_untried", UNTRIED), ("prompt_mode", PROMPT_MODES)):
+    for name, allowed in (("init_untried", UNTRIED), ("exploration", EXPLORATIONS),
+                          ("prompt_mode", PROMPT_MODES)):
         if getattr(self, name) not in allowed:
             raise LoroError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                             f"got {getattr(self, name)!r}")

@@ -462,12 +462,78 @@ def test_calibrated_untried_actions_leave_out_returns_the_clock_cut_short():
     assert learner.q[7, 0] == pytest.approx(-49, rel=1e-5)
 
 
-def test_q_values_start_where_asked():
-    rng = np.random.default_rng(0)
-    tabular = loro.make_learner(loro.env_spec("CliffWalking-v1"), rng, q_start=-7.0)
-    assert np.all(tabular.q == -7.0)
-    linear = loro.make_learner(loro.env_spec("MountainCar-v0"), rng, q_start=-7.0)
-    np.testing.assert_allclose(linear.q_values(np.array([-0.5, 0.0])), [-7.0, -7.0, -7.0])
+def test_optimistic_q_learning_tries_every_action_of_a_state_before_repeating_one():
+    """Optimistic initial values (S&B §2.6) explore with epsilon = 0: a one-state chain where
+    every action costs -1 and leads back to the state; the greedy policy tries each action once
+    before it takes any action a second time."""
+    spec = loro.env_spec("CliffWalking-v1")
+    learner = loro.make_learner(spec, np.random.default_rng(0))    # optimistic: Q starts at 0
+    assert learner.epsilon == 0.0 and learner.gamma == 1.0 and np.all(learner.q == 0.0)
+    rng, taken = np.random.default_rng(1), []
+    for _ in range(4):
+        a = learner.act(0, rng)
+        taken.append(a)
+        learner.update(np.array([0]), np.array([a]), np.array([-1.0]), np.array([0]),
+                       np.array([False]))
+    assert sorted(taken) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("env_id", ["CliffWalking-v1", "MountainCar-v0", "FrozenLake-v1"])
+def test_undirected_q_learning_starts_pessimistic_so_a_tried_action_rises(env_id):
+    """The paper's exploration: gamma 0.99, epsilon 0.1 throughout, Q below every return. After
+    one update, the tried action (even the worst reward, the cliff) is above the untried ones,
+    so with epsilon = 0 the greedy policy repeats it."""
+    spec = loro.env_spec(env_id)
+    gamma, start, schedule = loro.exploration_settings(spec, "undirected")
+    assert gamma == 0.99 and schedule == (0.1, 0.1, 1)
+    assert start < min(0.0, spec.worst_reward) / (1 - gamma)       # below the lowest return
+    learner = loro.make_learner(spec, np.random.default_rng(0), exploration="undirected")
+    s = np.array([0]) if spec.learner == "tabular" else np.array([[-0.5, 0.0]])
+    q = learner.q[0] if spec.learner == "tabular" else learner.q_values(s[0])
+    np.testing.assert_allclose(q, start)
+    for reward in (spec.worst_reward, 0.0 if spec.worst_reward == 0 else -1.0):
+        learner = loro.make_learner(spec, np.random.default_rng(0), exploration="undirected")
+        learner.update(s, np.array([1]), np.array([reward]), s, np.array([False]))
+        q = learner.q[0] if spec.learner == "tabular" else learner.q_values(s[0])
+        assert q[1] > start and np.all(np.delete(q, 1) == pytest.approx(start))
+        assert learner.act(s[0], np.random.default_rng(2), greedy=True) == 1
+
+
+def test_the_actor_critic_is_the_same_under_both_explorations():
+    spec = loro.env_spec("Pendulum-v1")
+    assert loro.exploration_settings(spec, "undirected") == (0.99, 0.0, None)
+    nets = [loro.make_learner(spec, np.random.default_rng(0), exploration=e)
+            for e in loro.EXPLORATIONS]
+    np.testing.assert_array_equal(nets[0].actor.theta, nets[1].actor.theta)
+    assert nets[0].gamma == nets[1].gamma == spec.gamma
+
+
+# rl's and mix's curves of short runs, as loro printed them before the exploration switch
+# existed: the default exploration must reproduce them exactly.
+PINNED = {
+    "CliffWalking-v1": dict(
+        rl=([-1388, -200, -200, -15] + [-13] * 11,
+            [-497, -398, -297, -19, -13, -15, -116, -15, -118, -13, -15, -15, -232, -19, -238]),
+        mix=([-1685, -992, -1388, -200, -200] + [-13] * 10,
+             [-1685, -992, -497, -992, -260, -17, -13, -127, -15, -121, -13, -13, -120, -126,
+              -15])),
+    "MountainCar-v0": dict(
+        rl=([-200] * 5 + [-176, -200, -200, -189, -200, -163, -171, -200, -162, -121],
+            [-200] * 9 + [-172, -133, -200, -134, -158, -158]),
+        mix=([-199] + [-200] * 6 + [-167, -200, -167, -200, -200, -130, -130, -113],
+             [-199] + [-200] * 6 + [-171, -200, -200, -200, -127, -133, -122, -153])),
+}
+
+
+@pytest.mark.parametrize("env_id", PINNED)
+def test_the_default_exploration_reproduces_the_curves_from_before_the_switch(env_id):
+    cfg = loro.Config(env_id=env_id, budget_steps=3000, methods=("rl", "mix"), seeds=1,
+                      prior_episodes=2)
+    assert cfg.exploration == "optimistic"
+    results = loro.run_experiment(cfg, log=loro.QUIET)
+    for method, (curve, earned) in PINNED[env_id].items():
+        assert results["methods"][method]["curves"][0] == curve
+        assert results["methods"][method]["earned_curves"][0] == earned
 
 
 def test_linear_calibrated_untried_weights_give_the_tiles_mean_value():

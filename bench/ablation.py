@@ -16,10 +16,7 @@ VARIANTS = {                                     # label: the Config settings of
     "untried: keep": dict(init_untried="keep"),
     "untried: pessimistic": dict(init_untried="pessimistic"),
     "untried: calibrated-all": dict(init_untried="calibrated-all"),
-    "prior share: buffer": dict(prior_share="buffer"),
     "prior share 0.5": dict(prior_share=0.5),
-    "previous loro (calibrated-all, buffer)": dict(init_untried="calibrated-all",
-                                                    prior_share="buffer"),
 }
 PRIORS = [(env_id, loro.DEFAULT_PRIOR) for env_id in PAPER_ENVS] + \
     [(env_id, noise) for env_id in ("CliffWalking-v1", "MountainCar-v0") for noise in (0.0, 0.2)]

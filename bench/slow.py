@@ -19,8 +19,7 @@ SCALES = (1.0, 0.3, 0.1, 0.03)
 # at the worst return an episode can have (-100 at each of 200 steps).
 VARIANTS = {env_id: {f"step size x {s:g}": dict(alpha_scale=s) for s in SCALES}
             for env_id in ("CliffWalking-v1", "MountainCar-v0", "Pendulum-v1")}
-VARIANTS["CliffWalking-v1"]["Q starts at -20,000"] = dict(q_start=-20_000.0)
-WARM_STARTS = {"now": {}, "previous": dict(init_untried="calibrated-all", prior_share="buffer")}
+WARM_STARTS = {"now": {}, "previous": dict(init_untried="calibrated-all")}
 
 
 def run(seeds: int, jobs: int, scale: float, log=print) -> dict:
