@@ -1146,9 +1146,13 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     obs, _ = env.reset(seed=stream_seed(seed, "training env"))
     eval_env.reset(seed=stream_seed(seed, "evaluation env"))
     buffer = ReplayBuffer(prior, cfg.budget_steps - start, obs, env.action_space.sample())
-    # updates wait for enough of the learner's OWN rows: the online part of a minibatch must not
-    # be copies of a handful of transitions (prior rows do not count here)
+    # A fresh learner waits for enough of its OWN rows: the online part of a minibatch must not be
+    # copies of a handful of transitions. A warm-started one goes on learning at once (the
+    # prior's rows count): its greedy policy is scored from its first online point, and left
+    # unchanged it would repeat the pre-trained mistakes (bench/README.md §3: the cliff).
     learning_starts = max(spec.batch_size, spec.learning_starts)
+    if method == "loro":
+        learning_starts = max(0, learning_starts - buffer.n_prior)
     episode_return, episode_length = 0.0, 0
     for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
         if schedule:
