@@ -1015,17 +1015,20 @@ def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.ran
 UNTRIED = ("calibrated", "calibrated-all", "pessimistic", "keep")
 
 
-def untried_values(mode: str, spec: EnvSpec, prior: Dataset) -> np.ndarray | None:
-    """Per row of the prior, the value its state's untried actions start at (ingredient 1)."""
+def untried_values(mode: str, spec: EnvSpec, prior: Dataset,
+                   gamma: float | None = None) -> np.ndarray | None:
+    """Per row of the prior, the value its state's untried actions start at (ingredient 1), for
+    a learner discounting by `gamma` (None: the environment's)."""
+    gamma = spec.gamma if gamma is None else gamma
     if mode == "keep":
         return None
     if mode.startswith("calibrated"):            # V_mu, a hair below: ties go to the data's action
-        g = prior.returns_to_go(spec.gamma)
+        g = prior.returns_to_go(gamma)
         g = g - 1e-6 * (1.0 + np.abs(g))
         if mode == "calibrated":                 # a censored return is no value (NaN: left out)
             g[prior.censored()] = np.nan
         return g
-    horizon = spec.max_steps if spec.gamma == 1 else min(spec.max_steps, 1 / (1 - spec.gamma))
+    horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
     return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
 
 
@@ -1035,7 +1038,7 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
     if updates is None:                          # the learner's own replay ratio
         updates = -(-len(prior) // spec.update_every)
     return pretrain(learner, prior, updates, spec.batch_size, rng,
-                    untried_values(cfg.init_untried, spec, prior))
+                    untried_values(cfg.init_untried, spec, prior, learner.gamma))
 
 
 # --- §6 The same-budget experiment ---------------------------------------------------------------

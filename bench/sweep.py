@@ -3,7 +3,7 @@ to 1 (uniformly random), and optionally recorded datasets, in one environment at
 budget. Gain = (cumulative reward of loro - that of rl) / |that of rl|, per seed.
 
     python bench/sweep.py [--env CliffWalking-v1] [--noises 0,0.25,0.5,0.75,1]
-                          [--datasets A.npz,B.npz] [--seeds 5] [--json sweep.json] [--plot sweep.png]
+                          [--datasets A.npz,B.npz] [--json sweep.json] [--plot sweep.png]
 """
 import dataclasses
 
