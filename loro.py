@@ -1093,40 +1093,58 @@ def play_random(spec: EnvSpec, budget: int, seed: int) -> tuple:
     return lengths[:-1], returns[:-1]
 
 
+def episode_scores(dataset: Dataset, spec: EnvSpec) -> tuple:
+    """(lengths, returns, scores) of a dataset's episodes; a score is what a point of a curve
+    counts. An episode the clock cut before the environment's own cap (Pendulum's recorded
+    episodes end at 50 of its 200 steps) scores its mean reward per step times the cap, so that
+    it compares with a learner's full episode; any other episode scores its return."""
+    _, lengths = np.unique(dataset.episode, return_counts=True)
+    returns = dataset.episode_returns()
+    ends = dataset.terminated | dataset.truncated           # one row per episode, in order
+    cut = dataset.truncated[ends] & (lengths < spec.max_steps)
+    return lengths, returns, np.where(cut, returns * spec.max_steps / lengths, returns)
+
+
 def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
                recorded: Dataset | None = None) -> tuple:
-    """Episode lengths and returns of the prior over the whole budget (method `llm`): its
-    episodes from the prior phase, then more. A recorded dataset cannot play on: the file's
+    """Episode lengths, scores and returns of the prior over the whole budget (method `llm`):
+    its episodes from the prior phase, then more. A recorded dataset cannot play on: the file's
     episodes are replayed in turn from the seed's window on, which estimates the same mean."""
-    _, lengths = np.unique(prior.episode, return_counts=True)
-    lengths, returns = list(lengths), list(prior.episode_returns())
+    lengths, returns, scores = (list(x) for x in episode_scores(prior, spec))
     if recorded is not None:
-        _, more_lengths = np.unique(recorded.episode, return_counts=True)
-        more_returns, k = recorded.episode_returns(), prior.meta.get("window", [0])[0]
-        while sum(lengths) < cfg.budget_steps:
-            lengths.append(more_lengths[k]), returns.append(more_returns[k])
-            k = (k + 1) % len(more_lengths)
-        return lengths, returns
-    chat_for_episode = make_chat_factory(cfg, spec, seed)
+        more = episode_scores(recorded, spec)
+        k = prior.meta.get("window", [0])[0]
     while sum(lengths) < cfg.budget_steps:
-        e = len(lengths)                         # episodes are numbered on after the prior's
-        rows = play_episode(spec, chat_for_episode(e), e, seed, cfg.prompt_mode, cfg.votes)["rows"]
-        lengths.append(len(rows)), returns.append(sum(row[2] for row in rows))
-    return lengths, returns
+        if recorded is not None:
+            length, ret, score = (x[k] for x in more)
+            k = (k + 1) % len(more[0])
+        else:                                    # episodes are numbered on after the prior's
+            e = len(lengths)
+            chat = make_chat_factory(cfg, spec, seed)(e)
+            rows = play_episode(spec, chat, e, seed, cfg.prompt_mode, cfg.votes)["rows"]
+            length = len(rows)
+            ret = score = sum(row[2] for row in rows)
+        lengths.append(length)
+        returns.append(ret)
+        scores.append(score)
+    return lengths, scores, returns
 
 
 def run_one(method: str, cfg: Config, seed: int, prior: Dataset | None,
             recorded: Dataset | None = None) -> dict:
     """One run of one method: its two curves, `curve` (greedy, the paper's) and `earned`."""
-    spec, points, started = env_spec(cfg.env_id), checkpoints(cfg), time.time()
+    spec, points, started, raw = env_spec(cfg.env_id), checkpoints(cfg), time.time(), None
     if method == "random":
         curve = earned = behaviour_curve(*play_random(spec, cfg.budget_steps, seed), points)
     elif method == "llm":
-        curve = earned = behaviour_curve(*play_prior(cfg, spec, prior, seed, recorded), points)
+        lengths, scores, returns = play_prior(cfg, spec, prior, seed, recorded)
+        curve = earned = behaviour_curve(lengths, scores, points)
+        raw = behaviour_curve(lengths, returns, points).sum()   # cut episodes unscaled
     else:
         curve, earned = learn_online(method, cfg, spec, seed, None if method == "rl" else prior,
                                      points)
-    return dict(method=method, seed=seed, curve=curve, earned=earned, seconds=time.time() - started)
+    return dict(method=method, seed=seed, curve=curve, earned=earned, raw_cumulative=raw,
+                seconds=time.time() - started)
 
 
 def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Dataset | None,
@@ -1138,10 +1156,9 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     learner = make_learner(spec, rng, cfg.alpha_scale, cfg.exploration)
     schedule = exploration_settings(spec, cfg.exploration)[2]
     curve, lengths, returns, start = [], [], [], 0
-    if prior is not None:                        # the prior's phase: its own episode returns
+    if prior is not None:                        # the prior's phase: its own episodes' scores
         start = len(prior)
-        lengths = list(np.unique(prior.episode, return_counts=True)[1])
-        returns = list(prior.episode_returns())
+        lengths, _, returns = (list(x) for x in episode_scores(prior, spec))
         curve = list(behaviour_curve(lengths, returns, points[points <= start]))
         if method == "loro":                     # step 2: pre-train on the prior's data alone
             warm_start(learner, prior, cfg, spec, rng)
@@ -1185,16 +1202,17 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
 def summarize(curve: np.ndarray, points: np.ndarray, threshold: float, prior_steps: int = 0,
               learner_from: int | None = 0) -> dict:
     """The paper's metric, the cumulative reward (the sum of the curve), split at the end of the
-    prior's episodes (`prior_steps`); the final return (the last 10% of the curve); the first
-    step at which a learner's point reaches the threshold, counting only points after
-    `learner_from` (the prior's lucky episode does not count; None: no learner, no step)."""
+    prior's episodes (`prior_steps`); the final return (the last 10% of the curve); and the
+    learner's OWN steps to the threshold: from `learner_from` (the step the learner starts
+    acting) to its first point at or above the threshold (None: never, or no learner)."""
     in_prior = points <= prior_steps
     reached = [] if learner_from is None else np.flatnonzero((curve >= threshold) &
                                                               (points > learner_from))
+    own_steps = int(points[reached[0]]) - learner_from if len(reached) else None
     tail = max(1, len(curve) // 10)
     return dict(cumulative=float(curve.sum()), prior_phase=float(curve[in_prior].sum()),
                 learner_phase=float(curve[~in_prior].sum()), final=float(curve[-tail:].mean()),
-                steps_to_threshold=int(points[reached[0]]) if len(reached) else None)
+                own_steps_to_threshold=own_steps)
 
 
 def learner_starts(method: str, prior_steps: int) -> int | None:
@@ -1220,18 +1238,23 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
                            learner_starts(r["method"], prior_steps)))
         r["earned_cumulative"] = float(r["earned"].sum())
         results[r["method"]].append(r)
-        log(f"  [{i}/{len(tasks)}] {r['method']:6s} seed {r['seed']}: cumulative "
-            f"{r['cumulative']:10.1f}, final {r['final']:8.2f} ({r['seconds']:.1f}s; "
-            f"{time.time() - started:.0f}s total)")
+        if i % len(cfg.methods) == 0:            # tasks run seed by seed: one line per seed
+            log(f"  {cfg.env_id} seed {r['seed']}: {', '.join(cfg.methods)} done "
+                f"({time.time() - started:.0f} s)")
     keys = ("cumulative", "prior_phase", "learner_phase", "earned_cumulative", "final",
-            "steps_to_threshold")
+            "own_steps_to_threshold", "raw_cumulative")
+    raw_prior_phase = []                         # the prior's phase with cut episodes unscaled
+    for p in priors.values():
+        lengths, returns, _ = episode_scores(p, spec)
+        raw_prior_phase.append(float(behaviour_curve(lengths, returns, points[points <= len(p)])
+                                     .sum()))
     source, kind = prior_source(cfg, recorded)
     step_cap = (recorded.meta.get("collection") or {}).get("step_cap") if recorded else None
     return dict(
         env=cfg.env_id, budget_steps=cfg.budget_steps, eval_every=cfg.eval_every,
         eval_episodes=cfg.eval_episodes, threshold=spec.threshold, checkpoints=points.tolist(),
         prior=dict(source=source, kind=kind, episodes=cfg.prior_episodes, step_cap=step_cap,
-                   steps=[len(p) for p in priors.values()],
+                   steps=[len(p) for p in priors.values()], raw_prior_phase=raw_prior_phase,
                    windows=[p.meta.get("window") for p in priors.values()],
                    mean_return=[float(p.episode_returns().mean()) for p in priors.values()]),
         config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "api_key"},
@@ -1248,31 +1271,43 @@ def sample_std(values) -> float:
 
 
 def verdict(results: dict) -> str:
-    """One plain line: did the warm start pay over the whole budget, and what did it cost? A gap
-    within two standard errors of the difference of the means is called no clear difference."""
+    """One plain line: did the warm start pay over the whole budget, and what came after the
+    prior's phase? loro and rl are paired seed by seed (a seed gives both the same random
+    streams). Seeds whose prior windows hold the same episodes share their data, so their
+    differences are averaged first: the rule counts K independent data windows, not seeds. A
+    mean difference beyond two standard errors of those K averages pays (or costs)."""
     m = results["methods"]
     if "rl" not in m or "loro" not in m:
         return ""
-    rl, loro = np.array(m["rl"]["cumulative"]), np.array(m["loro"]["cumulative"])
-    gap, scale = loro.mean() - rl.mean(), abs(rl.mean()) or 1.0
-    said = f"loro {loro.mean():,.0f} against rl {rl.mean():,.0f} ({gap / scale:+.1%}"
-    if len(rl) < 2:
-        said = f"one seed gives no verdict: {said})"
+    rl, lo = np.array(m["rl"]["cumulative"]), np.array(m["loro"]["cumulative"])
+    scale = abs(rl.mean()) or 1.0
+    windows = [str(w) if w else seed for seed, w in enumerate(results["prior"]["windows"])]
+    diffs = np.array([np.mean((lo - rl)[[w == v for v in windows]])
+                      for w in dict.fromkeys(windows)])     # one per distinct window
+    relative = (lo.mean() - rl.mean()) / scale
+    said = f"loro {lo.mean():,.0f} against rl {rl.mean():,.0f} ({relative:+.1%}"
+    if len(diffs) < 2:
+        said = f"one data window gives no verdict: {said})"
     else:
-        se = np.sqrt((sample_std(rl) ** 2 + sample_std(loro) ** 2) / len(rl))  # of the gap
+        se = sample_std(diffs) / np.sqrt(len(diffs))
+        gap = diffs.mean()
         said = ("the warm start " + ("paid" if gap > 2 * se else "did not pay" if gap < -2 * se
                                      else "made no clear difference")
-                + f": {said}, two standard errors {2 * se / scale:.1%})")
-    steps, points = np.mean(results["prior"]["steps"]), np.array(results["checkpoints"])
-    n_points = int((points <= steps).sum())
-    during = f"the prior's {results['prior']['episodes']} episodes ({steps:,.0f} steps)"
-    prior = (f"no point fell in {during}" if n_points == 0 else
-             f"the {n_points} point{'s' * (n_points > 1)} taken during {during} summed to "
+                + f": {said}; paired by seed over {len(diffs)} independent data windows, the "
+                  f"gap is {gap / scale:+.1%} ± {2 * se / scale:.1%}, two standard errors)")
+    steps, points = results["prior"]["steps"], np.array(results["checkpoints"])
+    after = [int((points > s).sum()) for s in steps]
+    rl_first = np.mean([sum(c[:n]) for c, n in zip(m["rl"]["curves"], after)])
+    n_prior = len(points) - int(np.mean(after))
+    during = f"the prior's {results['prior']['episodes']} episodes ({np.mean(steps):,.0f} steps)"
+    prior = (f"no point fell in {during}" if n_prior == 0 else
+             f"the {n_prior} point{'s' * (n_prior > 1)} taken during {during} summed to "
              f"{np.mean(m['loro']['prior_phase']):,.0f}, rl's to "
              f"{np.mean(m['rl']['prior_phase']):,.0f}")
-    return (f"{results['env']}: {said}. Of that, {prior}; after them loro scored "
-            f"{np.mean(m['loro']['learner_phase']):,.0f} and rl "
-            f"{np.mean(m['rl']['learner_phase']):,.0f}.")
+    return (f"{results['env']}: {said}. Of that, {prior}. After them loro scored "
+            f"{np.mean(m['loro']['learner_phase']):,.0f}; rl scored "
+            f"{np.mean(m['rl']['learner_phase']):,.0f} over the same points and {rl_first:,.0f} "
+            f"over its own first as many.")
 
 
 # --- §7 Diagnostics ------------------------------------------------------------------------------
@@ -1383,35 +1418,41 @@ METHOD_STYLE = {"loro": ("tab:red", "loro (warm start + fine-tune)"),
 PANELS = {"curves": "greedy policy, separate environment (the paper's)",
           "earned_curves": "episodes the agent played, exploration included",
           "cumulative": "cumulative reward, the paper's metric: the greedy curve's running sum"}
-BANDS = "bands: ±1 std over seeds, kept within the runs' range"
+BANDS = "bands: ±1 sample std over seeds (learners only), kept within the runs' range"
+LEARNERS = ("rl", "mix", "loro")
 
 
-def _band(ax, x, runs: np.ndarray, color: str, label: str | None):
-    """The mean over seeds, shaded ±1 std, clipped to what the runs scored at each point: a
-    band never claims a return above the best run (or below the worst)."""
-    mean, std = runs.mean(axis=0), runs.std(axis=0)
-    ax.plot(x, mean, color=color, label=label)
-    ax.fill_between(x, np.maximum(mean - std, runs.min(axis=0)),
-                    np.minimum(mean + std, runs.max(axis=0)), color=color, alpha=0.15, lw=0)
+def _band(ax, x, runs: np.ndarray, color: str, label: str | None, band: bool = True):
+    """The mean over seeds, shaded ±1 sample std, clipped to what the runs scored at each
+    point: a band never claims a return above the best run (or below the worst)."""
+    mean, std = runs.mean(axis=0), runs.std(axis=0, ddof=1 if len(runs) > 1 else 0)
+    ax.plot(x, mean, color=color, label=label, lw=1.5 if band else 1.0)
+    if band:
+        ax.fill_between(x, np.maximum(mean - std, runs.min(axis=0)),
+                        np.minimum(mean + std, runs.max(axis=0)), color=color, alpha=0.15, lw=0)
     return mean
 
 
-def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True):
+def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True) -> str:
     """y limits that show every learner's whole mean curve (rl, mix, loro, from their first
-    point) and, with `prior_bulk`, most of the prior's; a method far below is marked off scale."""
-    low = min(m.min() for k, m in means.items() if k in ("rl", "mix", "loro"))
+    point) and, with `prior_bulk`, most of the prior's. Returns what the limits leave out."""
+    low = min(m.min() for k, m in means.items() if k in LEARNERS)
     if prior_bulk and "llm" in means:
         low = min(low, np.percentile(means["llm"], 5))
     high = max([m.max() for m in means.values()] + list(extra))
     pad = 0.05 * (high - low + 1e-9)
     ax.set_ylim(low - pad, high + pad)
-    return [k for k, m in means.items() if m.min() < low - pad]
+    below = [k for k, m in means.items() if m.max() < low - pad]
+    partly = [k for k, m in means.items() if m.min() < low - pad <= m.max()]
+    said = [f"{', '.join(below)} below the axis"] if below else []
+    said += [f"{', '.join(partly)} partly below"] if partly else []
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def plot_curves(results: dict, ax=None, key: str = "curves", log_x: bool = True, legend=True):
     """One panel: the learning curves under one protocol (`key` "curves", the paper's greedy
-    evaluation, or "earned_curves"), or the paper's metric as it accrues ("cumulative"). Curves
-    have a log x axis by default: the warm start matters in the first few thousand steps."""
+    evaluation, or "earned_curves"), or the paper's metric as it accrues ("cumulative"). The x
+    axis is logarithmic by default: the warm start matters in the first few thousand steps."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.6)) if ax is None else (ax.figure, ax)
     x, means, running = np.array(results["checkpoints"]), {}, key == "cumulative"
@@ -1419,29 +1460,29 @@ def plot_curves(results: dict, ax=None, key: str = "curves", log_x: bool = True,
         runs = np.cumsum(r["curves"], axis=1) if running else np.array(r[key])
         color, label = METHOD_STYLE[method]
         total = np.mean(runs[:, -1] if running else runs.sum(axis=1))
-        means[method] = _band(ax, x, runs, color, f"{label}: {total:,.0f}")
+        means[method] = _band(ax, x, runs, color, f"{label}: {total:,.0f}", method in LEARNERS)
     if not running:
         ax.axhline(results["threshold"], color="k", lw=0.8, ls=":", label="threshold")
     if results["prior"]["steps"]:
         ax.axvline(np.mean(results["prior"]["steps"]), color="k", lw=0.8, ls="--",
                    label="end of the prior's episodes")
     off = _fit_y(ax, means, [0.0 if running else results["threshold"]], prior_bulk=not running)
-    if log_x and not running:
+    if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())   # minor labels collide at small budgets
-    ax.set(xlabel="environment steps (the prior's included)",
+    ax.set(xlabel="environment steps, the prior's included" + (" (log scale)" if log_x else ""),
            ylabel="sum of the greedy curve so far" if running else "return",
-           title=PANELS[key] + (f" ({', '.join(off)} off scale)" if off else ""))
+           title=PANELS[key] + off)
     ax.title.set_fontsize(9)
     if legend:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
-                  title=f"method: sum of the curve; {BANDS}", title_fontsize=7)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                  title=f"method: sum of the curve; {BANDS}", title_fontsize=8)
     return fig
 
 
 def plot_results(results: dict):
     """A comparison in three panels: the curves under both protocols, and the cumulative
-    reward. One legend below them; the title names the prior."""
+    reward. One legend below them; the title names the exploration and the prior."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     for ax, key in zip(axes, PANELS):
@@ -1450,13 +1491,14 @@ def plot_results(results: dict):
     for i, (m, r) in enumerate(results["methods"].items()):
         labels[i] = (f"{METHOD_STYLE[m][1]}: {np.mean(r['cumulative']):,.0f} greedy, "
                      f"{np.mean(r['earned_cumulative']):,.0f} earned")
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, title_fontsize=8,
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, title_fontsize=9,
                bbox_to_anchor=(0.5, -0.02), title=f"method: cumulative reward, the sum of each "
                f"curve (mean over seeds); {BANDS}")
     seeds = len(next(iter(results["methods"].values()))["curves"])
-    fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, {seeds} seeds; "
-                 f"prior: {results['prior']['source']}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, {seeds} seeds, "
+                 f"{results['config']['exploration']} exploration; prior: "
+                 f"{results['prior']['source']}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
 
 
@@ -2151,20 +2193,19 @@ def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
     return f"{name}: {source} (a recorded LLM)", "recorded LLM"
 
 
-def seed_windows(n_available: int, per_seed: int, n_seeds: int) -> list:
-    """Which episodes of a recorded file each seed takes: disjoint consecutive windows when the
-    file holds enough, else windows spread evenly over the file that wrap around its end."""
-    if n_available >= per_seed * n_seeds:
-        starts = [i * per_seed for i in range(n_seeds)]
-    else:
-        starts = [i * n_available // n_seeds for i in range(n_seeds)]
-    return [[(start + k) % n_available for k in range(per_seed)] for start in starts]
+def seed_window(seed: int, per_seed: int, n_available: int) -> list:
+    """The episodes of a recorded file that seed `seed` takes: `per_seed` of them from episode
+    seed * per_seed on, wrapping around the file's end. A window depends on its seed alone, not
+    on how many seeds run; in a file of 30 episodes seeds 0-2 take disjoint windows and seed 3
+    takes seed 0's again (its own random streams, the same data)."""
+    start = seed * per_seed % n_available
+    return [(start + k) % n_available for k in range(per_seed)]
 
 
 def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple:
     """Step 1 for every seed: the prior's episodes, and the recorded dataset if there is one.
     Rolled out (a stand-in or an LLM) with the seed's own episodes, or cut from the dataset in
-    windows of --prior-episodes (see seed_windows)."""
+    windows of --prior-episodes (see seed_window)."""
     recorded = load_dataset(cfg.dataset, spec.env_id) if cfg.dataset else None
     n, priors = cfg.prior_episodes, {}
     if recorded is not None:
@@ -2172,18 +2213,14 @@ def make_priors(cfg: Config, spec: EnvSpec, seeds: list, log: Callable) -> tuple
         if available < n:
             raise LoroError(f"{cfg.dataset} holds {available} episodes, fewer than "
                             f"--prior-episodes {n}; lower it or collect more")
-        windows = seed_windows(available, n, len(seeds))
-        if available < n * len(seeds) and len(seeds) > 1:
-            log(f"note: {cfg.dataset} holds {available} episodes, fewer than {n} x {len(seeds)} "
-                f"seeds: the seeds' windows start at episodes "
-                f"{', '.join(str(w[0]) for w in windows)} and wrap around, so they overlap")
     elif cfg.model and "llm" in cfg.methods:
         log(f"note: method llm asks the model at every step of the budget ({cfg.budget_steps} "
             f"steps x {cfg.seeds} seeds); to reuse answers, `collect` a dataset and pass --dataset")
-    for i, seed in enumerate(seeds):
+    for seed in seeds:
         if recorded is not None:
-            prior = recorded.select_episodes(windows[i])
-            prior.meta["window"] = windows[i]
+            window = seed_window(seed, n, available)
+            prior = recorded.select_episodes(window)
+            prior.meta["window"] = window
         else:
             log(f"prior for seed {seed}: {n} episodes of {prior_source(cfg)[0]}")
             prior = collect(spec, make_chat_factory(cfg, spec, seed), n, seed, cfg.prompt_mode,
@@ -2376,33 +2413,46 @@ def write_outputs(args, results, figure: Callable):
 
 def results_table(results: dict) -> str:
     """Methods x (cumulative reward mean ± std, split at the end of the prior's episodes; what
-    the agent earned while learning; final return; steps to the threshold)."""
-    prior_steps = results["prior"]["steps"]
-    split = f"{int(np.mean(prior_steps))}" if prior_steps else "0"
+    the agent earned while learning; final return; own steps to the threshold), with notes on
+    scaled episodes and shared data where they apply, and what each column means."""
+    prior, spec = results["prior"], env_spec(results["env"])
+    split = f"{int(np.mean(prior['steps']))}" if prior["steps"] else "0"
     rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
-            f"{results['eval_every']} steps; prior: {results['prior']['source']}",
+            f"{results['eval_every']} steps, {results['config']['exploration']} exploration; "
+            f"prior: {prior['source']}",
             f"{'method':7s} {'cumulative reward':>23s} {'prior phase':>12s} {'after it':>10s} "
-            f"{'earned':>10s} {'final':>8s} {'steps to ' + format(results['threshold'], 'g'):>14s}"]
+            f"{'earned':>10s} {'final':>8s} "
+            f"{'own steps to ' + format(results['threshold'], 'g'):>18s}"]
     for m, r in results["methods"].items():
         cumulative = np.array(r["cumulative"])
-        reached = [s for s in r["steps_to_threshold"] if s is not None]
+        reached = [s for s in r["own_steps_to_threshold"] if s is not None]
         steps = ("-" if m in ("llm", "random") else
                  f"{int(np.median(reached))} ({len(reached)}/{len(cumulative)})" if reached
                  else f"never (0/{len(cumulative)})")
         rows.append(f"{m:7s} {cumulative.mean():12.1f} ± {sample_std(cumulative):8.1f} "
                     f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
                     f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
-                    f"{steps:>14s}")
-    cap, spec = results["prior"].get("step_cap"), env_spec(results["env"])
-    if cap and cap < spec.max_steps:
-        rows.append(f"note: the prior's recorded episodes were cut at {cap} steps, while "
-                    f"{results['env']}'s last {spec.max_steps}: the points of llm and of the "
-                    f"prior's phase score shorter episodes than the learners' points do")
+                    f"{steps:>18s}")
+    scored = [np.mean(results["methods"][m]["prior_phase"]) for m in ("mix", "loro", "llm")
+              if m in results["methods"]]
+    if scored and not np.isclose(scored[0], np.mean(prior["raw_prior_phase"])):
+        llm = results["methods"].get("llm")
+        rows.append(f"note: the prior's episodes were cut before {spec.max_steps} steps; a "
+                    f"point scores each at its mean reward per step x {spec.max_steps}, like a "
+                    f"full episode (unscaled: prior phase {np.mean(prior['raw_prior_phase']):.1f}"
+                    + (f", llm {np.mean(llm['raw_cumulative']):.1f})" if llm else ")"))
+    windows = [tuple(w) for w in prior["windows"] if w]
+    if len(set(windows)) < len(windows):
+        rows.append(f"note: the {len(windows)} seeds take {len(set(windows))} distinct windows "
+                    f"of {prior['episodes']} episodes of the file (seed s takes episodes from "
+                    f"{prior['episodes']} x s on): seeds with the same window have their own "
+                    f"random streams but share their data")
     rows.append(f"(cumulative reward: the sum of the greedy policy's points, the paper's protocol, "
                 f"split at the end of the prior's episodes (step {split}); earned: the same sum "
-                f"over the episodes the agent played, exploration included; steps to the "
-                f"threshold: the median over seeds of the first point at or above it taken while "
-                f"a learner acts, and how many seeds got there)")
+                f"over the episodes the agent played, exploration included; own steps to the "
+                f"threshold: the median over seeds of the learner's own steps, from its first "
+                f"action (rl: step 0, mix and loro: the end of the prior's phase) to its first "
+                f"point at or above the threshold, and how many seeds got there)")
     return "\n".join(rows)
 
 
@@ -2470,19 +2520,24 @@ def cmd_coverage(args):
 
 
 # The main job, `python loro.py`: the paper's headline experiment on the paper's own data
-# (CliffWalking, Qwen2.5-7B, the paper's budget) and the continuous-control case (Pendulum, at
-# half the paper's budget, so that the whole job takes about a minute on 2 cores).
-MAIN_JOB = (("CliffWalking-v1", {}), ("Pendulum-v1", dict(budget_steps=20_000)))
+# (CliffWalking, Qwen2.5-7B, the paper's budget) with loro's learner exploring both ways (§4),
+# then the continuous-control case (Pendulum, at half the paper's budget, so that the whole job
+# takes about two minutes on 2 cores).
+MAIN_JOB = (("CliffWalking-v1", dict(exploration="optimistic")),
+            ("CliffWalking-v1", dict(exploration="undirected")),
+            ("Pendulum-v1", dict(budget_steps=20_000)))
 
 
 def main_job() -> list:
-    everything = []
-    paths = [output_path(f"loro_{env_id}.png", PLOT_SUFFIXES, "the figure")
-             for env_id, _ in MAIN_JOB]
+    everything, paths = [], []
+    for env_id, overrides in MAIN_JOB:
+        name = f"loro_{env_id}_{overrides.get('exploration', 'optimistic')}.png"
+        paths.append(output_path(name, PLOT_SUFFIXES, "the figure"))
     for (env_id, overrides), path in zip(MAIN_JOB, paths):
         cfg = Config(env_id=env_id, jobs=min(2, os.cpu_count() or 1), **overrides)
-        print(f"{env_id}: rl, llm, mix, loro and random, {cfg.seeds} seeds ...")
-        results = run_experiment(cfg, log=QUIET)
+        print(f"{env_id}, {cfg.exploration} exploration: {', '.join(cfg.methods)}, "
+              f"{cfg.seeds} seeds ...")
+        results = run_experiment(cfg)
         plot_results(results).savefig(path, dpi=120, bbox_inches="tight")
         print(results_table(results) + "\n" + verdict(results) + f"\nwrote {path}\n")
         everything.append(results)

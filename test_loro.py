@@ -508,8 +508,9 @@ def test_the_actor_critic_is_the_same_under_both_explorations():
     assert nets[0].gamma == nets[1].gamma == spec.gamma
 
 
-# rl's and mix's curves of short runs, as loro printed them before the exploration switch
-# existed: the default exploration must reproduce them exactly.
+# Curves of short runs as loro printed them before the exploration switch existed: the default
+# exploration must reproduce them exactly (mix's MountainCar prior's phase is left out: since
+# then a recorded episode cut short of 200 steps is scored as a full one, §6).
 PINNED = {
     "CliffWalking-v1": dict(
         rl=([-1388, -200, -200, -15] + [-13] * 11,
@@ -519,15 +520,13 @@ PINNED = {
               -15])),
     "MountainCar-v0": dict(
         rl=([-200] * 5 + [-176, -200, -200, -189, -200, -163, -171, -200, -162, -121],
-            [-200] * 9 + [-172, -133, -200, -134, -158, -158]),
-        mix=([-199] + [-200] * 6 + [-167, -200, -167, -200, -200, -130, -130, -113],
-             [-199] + [-200] * 6 + [-171, -200, -200, -200, -127, -133, -122, -153])),
+            [-200] * 9 + [-172, -133, -200, -134, -158, -158])),
 }
 
 
 @pytest.mark.parametrize("env_id", PINNED)
 def test_the_default_exploration_reproduces_the_curves_from_before_the_switch(env_id):
-    cfg = loro.Config(env_id=env_id, budget_steps=3000, methods=("rl", "mix"), seeds=1,
+    cfg = loro.Config(env_id=env_id, budget_steps=3000, methods=tuple(PINNED[env_id]), seeds=1,
                       prior_episodes=2)
     assert cfg.exploration == "optimistic"
     results = loro.run_experiment(cfg, log=loro.QUIET)
@@ -808,11 +807,9 @@ def test_each_seed_takes_its_own_episodes_of_a_recorded_dataset():
         priors, _ = loro.make_priors(cfg, spec, [0, 1], log=lambda *_: None)
         assert [p.meta["window"] for p in priors.values()] == [[0, 1], [2, 3]]
         np.testing.assert_allclose(priors[1].episode_returns(), returns[2:])
-        notes = []
         cfg = loro.dataclasses.replace(cfg, seeds=3)
-        priors, _ = loro.make_priors(cfg, spec, [0, 1, 2], log=notes.append)
-        assert [p.meta["window"] for p in priors.values()] == [[0, 1], [1, 2], [2, 3]]
-        assert "windows start at episodes 0, 1, 2 and wrap around" in notes[0]
+        priors, _ = loro.make_priors(cfg, spec, [0, 1, 2], log=lambda *_: None)
+        assert [p.meta["window"] for p in priors.values()] == [[0, 1], [2, 3], [0, 1]]
         with pytest.raises(loro.LoroError, match="holds 4 episodes, fewer than --prior-episodes 5"):
             loro.make_priors(loro.dataclasses.replace(cfg, prior_episodes=5), spec, [0],
                              log=lambda *_: None)
@@ -820,13 +817,18 @@ def test_each_seed_takes_its_own_episodes_of_a_recorded_dataset():
         loro.load_dataset = original
 
 
-def test_seed_windows_wrap_around_a_short_file():
-    assert loro.seed_windows(30, 10, 3) == [list(range(0, 10)), list(range(10, 20)),
-                                            list(range(20, 30))]
-    windows = loro.seed_windows(30, 10, 5)            # the shipped files: 30 episodes, 5 seeds
-    assert [w[0] for w in windows] == [0, 6, 12, 18, 24]
-    assert windows[4] == [24, 25, 26, 27, 28, 29, 0, 1, 2, 3]
-    assert len({tuple(w) for w in windows}) == 5      # every seed sees different episodes
+def test_a_seeds_window_does_not_depend_on_how_many_seeds_run():
+    """Seed 1 takes episodes 10-19 of a 30-episode file whatever the number of seeds; seed 3
+    takes seed 0's episodes again, and a window that passes the file's end wraps around."""
+    assert [loro.seed_window(s, 10, 30) for s in range(3)] == [
+        list(range(0, 10)), list(range(10, 20)), list(range(20, 30))]
+    assert loro.seed_window(3, 10, 30) == loro.seed_window(0, 10, 30)
+    assert loro.seed_window(2, 10, 25) == [20, 21, 22, 23, 24, 0, 1, 2, 3, 4]
+    one, five = (loro.run_experiment(loro.Config(seeds=n, seed=0, methods=("loro",),
+                                                 budget_steps=4000), log=loro.QUIET)
+                 for n in (1, 5))
+    assert five["prior"]["windows"][0] == one["prior"]["windows"][0] == list(range(10))
+    assert five["methods"]["loro"]["curves"][0] == one["methods"]["loro"]["curves"][0]
 
 
 def test_a_wrapped_window_keeps_its_order_and_is_renumbered():
@@ -877,30 +879,38 @@ def test_summary_metrics():
     points = np.array([100, 200, 300, 400])
     s = loro.summarize(np.array([-50.0, -20.0, -13.0, -13.0]), points, -13.0)
     assert s == dict(cumulative=-96.0, prior_phase=0.0, learner_phase=-96.0, final=-13.0,
-                     steps_to_threshold=300)
-    assert loro.summarize(np.array([1.0, 2.0]), points[:2], 5.0)["steps_to_threshold"] is None
+                     own_steps_to_threshold=300)
+    assert loro.summarize(np.array([1.0, 2.0]), points[:2], 5.0)["own_steps_to_threshold"] is None
     # a lucky episode of the prior (the first point) does not count for the learner
     lucky = loro.summarize(np.array([-13.0, -20.0, -13.0, -13.0]), points, -13.0, 150, 150)
-    assert lucky["steps_to_threshold"] == 300
+    assert lucky["own_steps_to_threshold"] == 150                 # counted from step 150
     assert (lucky["prior_phase"], lucky["learner_phase"]) == (-13.0, -46.0)
-    assert loro.summarize(np.array([-13.0] * 4), points, -13.0, 150, None)["steps_to_threshold"] \
-        is None                                       # llm and random never learn
+    assert loro.summarize(np.array([-13.0] * 4), points, -13.0, 150,
+                          None)["own_steps_to_threshold"] is None                                       # llm and random never learn
 
 
-def test_the_verdict_uses_the_sample_spread_and_says_what_the_prior_phase_holds():
-    def results(rl, loro, steps=1000):
-        methods = {m: dict(cumulative=v, prior_phase=[-10.0] * len(v), learner_phase=v)
+def test_the_verdict_pairs_seeds_and_counts_independent_data_windows():
+    def results(rl, loro, steps=1000, windows=None):
+        methods = {m: dict(cumulative=v, prior_phase=[-10.0] * len(v), learner_phase=v,
+                           curves=[[-5.0, -5.0, -5.0]] * len(v))
                    for m, v in (("rl", rl), ("loro", loro))}
+        windows = windows or [[i] for i in range(len(rl))]
         return dict(env="CliffWalking-v1", methods=methods, checkpoints=[200, 400, 2000],
-                    prior=dict(episodes=10, steps=[steps] * len(rl)))
-    # gap 2.0; the sample std of each is 1, so two standard errors are 2 * sqrt(2 / 2) = 2.0:
-    # not a clear difference (with the population std, 1/sqrt(2), it would have "paid")
-    said = loro.verdict(results([-11.0, -9.0], [-9.0, -7.0]))
-    assert "made no clear difference" in said and "two standard errors" in said
-    assert "paid" in loro.verdict(results([-11.0, -9.0, -10.0], [-1.0, -2.0, -1.5]))
-    assert "one seed gives no verdict" in loro.verdict(results([-10.0], [-5.0]))
-    assert "the 2 points taken during the prior's 10 episodes" in \
-        loro.verdict(results([-10.0, -9.0], [-5.0, -6.0]))
+                    prior=dict(episodes=10, steps=[steps] * len(rl), windows=windows))
+    # paired differences 2, 2, 2.4: a clear gain, though the two means' spreads overlap
+    # (unpaired, two standard errors of the gap would be 2 * sqrt((1 + 1) / 3) = 2.3)
+    said = loro.verdict(results([-11.0, -9.0, -10.0], [-9.0, -7.0, -7.6]))
+    assert "paid" in said and "over 3 independent data windows" in said
+    assert "made no clear difference" in loro.verdict(results([-11.0, -9.0], [-8.0, -10.0]))
+    # seeds 0 and 2 share a window: three seeds, two independent windows
+    assert "over 2 independent data windows" in loro.verdict(
+        results([-11.0, -9.0, -10.0], [-9.0, -7.0, -7.6], windows=[[0], [1], [0]]))
+    assert "one data window gives no verdict" in loro.verdict(results([-10.0], [-5.0]))
+    assert "one data window gives no verdict" in loro.verdict(
+        results([-10.0, -9.0], [-5.0, -6.0], windows=[[3], [3]]))
+    said = loro.verdict(results([-10.0, -9.0], [-5.0, -6.0]))
+    assert "the 2 points taken during the prior's 10 episodes" in said
+    assert "over its own first as many" in said and "-5" in said
     assert "no point fell in the prior's 10 episodes (150 steps)" in \
         loro.verdict(results([-10.0, -9.0], [-5.0, -6.0], steps=150))
 

@@ -7,7 +7,7 @@ each learner's own steps until its greedy policy first reaches the threshold.
                              [--json ablation.json]
 """
 from common import PAPER_ENVS, budget, compare_priors, loro, main, mean_std, median_steps
-from common import online_steps, parser
+from common import parser
 
 VARIANTS = {                                     # label: the Config settings of one loro variant
     "loro": {},
@@ -24,7 +24,7 @@ PRIORS = [(env_id, loro.DEFAULT_PRIOR) for env_id in PAPER_ENVS] + \
 
 def run(seeds: int, jobs: int, scale: float, alpha_scale: float = 1.0, envs=PAPER_ENVS,
         log=print) -> dict:
-    """{"env prior": {"rl", "mix", variant...: that method's results, with "own_steps"}}."""
+    """{"env prior": {"rl", "mix", variant...: that method's results}}."""
     report = {}
     for env_id, prior in [(e, p) for e, p in PRIORS if e in envs]:
         source = dict(prior=prior) if isinstance(prior, str) else dict(prior_noise=prior)
@@ -35,10 +35,9 @@ def run(seeds: int, jobs: int, scale: float, alpha_scale: float = 1.0, envs=PAPE
         mix = loro.run_experiment(loro.Config(env_id=env_id, methods=("mix",), seeds=seeds,
                                               jobs=jobs, **source, **common), log=loro.QUIET)
         rl = runs["loro"]["methods"]["rl"]
-        rows = {"rl": dict(rl, own_steps=online_steps(runs["loro"], "rl")),
-                "mix": dict(mix["methods"]["mix"], own_steps=online_steps(mix, "mix"))}
+        rows = {"rl": rl, "mix": mix["methods"]["mix"]}
         for name, r in runs.items():
-            rows[name] = dict(r["methods"]["loro"], own_steps=online_steps(r, "loro"))
+            rows[name] = r["methods"]["loro"]
         report[f"{env_id} {label}"] = rows
         log(f"  {env_id} {label} done")
     return report
@@ -60,14 +59,14 @@ def steps_table(report: dict, env_id: str = "CliffWalking-v1") -> str:
     if not any(key.startswith(env_id) for key in report):
         return ""
     lines = ["| prior | method | " + " | ".join(f"seed {i}" for i in range(len(
-        next(iter(report.values()))["rl"]["own_steps"]))) + " | median |"]
+        next(iter(report.values()))["rl"]["own_steps_to_threshold"]))) + " | median |"]
     lines.append("|---" * (lines[0].count("|") - 1) + "|")
     for key, by_name in report.items():
         if key.startswith(env_id):
             for name, r in by_name.items():
-                cells = ["never" if s is None else f"{s:,}" for s in r["own_steps"]]
+                cells = ["never" if s is None else f"{s:,}" for s in r["own_steps_to_threshold"]]
                 lines.append(f"| {key.split()[-1]} | {name} | " + " | ".join(cells) +
-                             f" | {median_steps(r['own_steps']):,.0f} |")
+                             f" | {median_steps(r['own_steps_to_threshold']):,.0f} |")
     return "\n".join(lines).replace("inf", "never")
 
 

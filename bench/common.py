@@ -98,15 +98,6 @@ def compare_priors(env_id: str, priors: dict, seeds: int = 5, jobs: int = 2,
     return out
 
 
-def online_steps(results: dict, method: str) -> list:
-    """Per seed, the learner's own steps until its greedy curve first reached the threshold:
-    counted from step 0 for rl, from the end of the prior's episodes for mix and loro (None:
-    never)."""
-    steps = results["methods"][method]["steps_to_threshold"]
-    spent = results["prior"]["steps"] if method in ("mix", "loro") else [0] * len(steps)
-    return [None if s is None else s - p for s, p in zip(steps, spent)]
-
-
 def median_steps(values: list) -> float:
     """The median over seeds, a seed that never got there counting as infinitely slow."""
     return float(np.median([np.inf if v is None else v for v in values]))

@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from common import PAPER_ENVS, budget, compare_priors, loro, main, median_steps, online_steps
+from common import PAPER_ENVS, budget, compare_priors, loro, main, median_steps
 from common import parser
 from variants import write_variants
 
@@ -63,7 +63,7 @@ def verdicts(report: dict) -> list:
                 rl_same=rl_same.mean(), same_allowance=allowance(rl_same),
                 same_dip=bool(loro_after.mean() < rl_same.mean() - allowance(rl_same)),
                 loro_per_seed=loro_after.tolist(),
-                steps={k: online_steps(r, k) for k in ("rl", "mix", "loro")},
+                steps={k: m[k]["own_steps_to_threshold"] for k in ("rl", "mix", "loro")},
                 rl_whole=np.mean(m["rl"]["cumulative"]),
                 loro_whole=np.mean(m["loro"]["cumulative"])))
     return rows
