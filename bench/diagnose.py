@@ -1,103 +1,103 @@
-"""Why the warm start was slow on CliffWalking: the shortest path, cell by cell, after the
-offline pre-training, for untried actions calibrated on every return ("calibrated-all", loro's
-previous default) and on the returns of episodes that terminated ("calibrated", the default).
+"""Why can the warm-started greedy policy walk the cliff after the prior's phase? For each seed's
+window of a CliffWalking prior: the first greedy evaluations after the prior's phase, each with
+its return, the path it takes (a cell, the action taken there, and * where the data never
+tried that action in that cell), the Q-values where it first takes such an untried action, and
+how many online updates the learner had made by then.
 
-For each seed's window of a shipped dataset: on each cell of the shortest path, the optimal
-action, whether the data tried it there, the prior's mean return-to-go from the cell over every
-visit and over the visits of episodes that terminated (the others were cut by the clock: their
-returns are censored), V*, and for each start the optimal action's value against the best value
-in the cell after pre-training (an optimal action below the best is one the greedy policy will
-not take; only epsilon tries it). Then the greedy return from the start.
+    python bench/diagnose.py [--dataset PATH | --prior qwen2.5-7b] [--evaluations 3]
+                             [--loro OTHER_LORO.py] [--seeds 5] [--json diagnose.json]
 
-    python bench/diagnose.py [--prior qwen2.5-7b] [--seeds 5] [--json diagnose.json]
+--loro diagnoses another version of loro.py (e.g. `git show REV:loro.py > old.py`), so that the
+same windows can be read before and after a change.
 """
 import numpy as np
 
 from common import loro, main, parser
+from identical import load
 
-MODES = ("calibrated-all", "calibrated")
-
-
-def shortest_path(env_id: str) -> list:
-    """(cell, optimal action) from the start to the goal, by value iteration."""
-    q = loro.value_iteration(env_id)
-    env, path = loro.make_env(env_id), []
-    cell, _ = env.reset(seed=0)
-    for _ in range(100):
-        action = int(q[cell].argmax())
-        path.append((int(cell), action))
-        cell, _, terminated, _, _ = env.step(action)
-        if terminated:
-            return path
-    raise AssertionError("no path to the goal")
+NAMES = "URDL"                                   # CliffWalking's actions 0-3: up right down left
 
 
-def pretrained(prior: loro.Dataset, seed: int, mode: str) -> loro.TabularQ:
-    """The learner of `loro` for this seed after step 2, with untried actions started by `mode`."""
-    cfg = loro.Config(init_untried=mode).resolved()
-    spec = loro.env_spec(cfg.env_id)
-    rng = np.random.default_rng(loro.stream_seed(seed, "learner"))
-    learner = loro.make_learner(spec, rng)
-    loro.warm_start(learner, prior, cfg, spec, rng)
-    return learner
+def diagnose(module, cfg, seed: int, prior, evaluations: int) -> dict:
+    """One seed: the learner's first greedy evaluations after the prior's phase."""
+    spec = module.env_spec(cfg.env_id)
+    tried = np.zeros((48, 4), bool)
+    tried[prior.obs, prior.actions] = True
+    seen, updates = [], dict(all=0, offline=0)
+    update, pretrain = module.TabularQ.update, module.pretrain
+
+    def counting(self, *batch):                  # every update, offline and online
+        updates["all"] += 1
+        return update(self, *batch)
+
+    def pretraining(*args, **kwargs):            # the offline ones
+        losses = pretrain(*args, **kwargs)
+        updates["offline"] = len(losses)
+        return losses
+
+    def evaluate(learner, env, episodes, rng):   # one greedy episode, recorded
+        obs, _ = env.reset()
+        total, path, done, first_untried = 0.0, [], False, None
+        while not done:
+            a = learner.act(obs, rng, greedy=True)
+            path.append(f"({obs // 12},{obs % 12}){NAMES[a]}{'' if tried[obs, a] else '*'}")
+            if first_untried is None and not tried[obs, a]:
+                first_untried = dict(cell=[int(obs) // 12, int(obs) % 12],
+                                     q=learner.q[obs].round(1).tolist(),
+                                     tried=tried[obs].tolist())
+            obs, reward, terminated, truncated, _ = env.step(a)
+            total, done = total + reward, terminated or truncated
+        seen.append(dict(return_=total, path=" ".join(path[:24]) + (" ..." if len(path) > 24
+                                                                      else ""),
+                         first_untried=first_untried,
+                         updates=updates["all"] - updates["offline"]))
+        return total
+
+    saved = module.evaluate
+    module.evaluate, module.TabularQ.update, module.pretrain = evaluate, counting, pretraining
+    try:
+        points = module.checkpoints(cfg)
+        curve, _ = module.learn_online("loro", cfg, spec, seed, prior, points)
+    finally:
+        module.evaluate, module.TabularQ.update, module.pretrain = saved, update, pretrain
+    after = points > len(prior)
+    return dict(seed=seed, window=prior.meta.get("window"), steps=len(prior),
+                goal_episodes=int(prior.terminated.sum()),
+                after_sum=float(curve[after].sum()), first=seen[:evaluations])
 
 
-def diagnose(prior_name: str, seeds: int) -> list:
-    env_id = "CliffWalking-v1"
-    spec, v_star = loro.env_spec(env_id), loro.value_iteration(env_id).max(axis=1)
-    cfg = loro.Config(env_id=env_id, prior=prior_name, seeds=seeds).resolved()
-    priors, _ = loro.make_priors(cfg, spec, list(range(seeds)), loro.QUIET)
-    reports = []
-    for seed, prior in priors.items():
-        tried = np.zeros((48, 4), bool)
-        tried[prior.obs, prior.actions] = True
-        g, censored = prior.returns_to_go(spec.gamma), prior.censored()
-        learners = {mode: pretrained(prior, seed, mode) for mode in MODES}
-        rows = []
-        for cell, action in shortest_path(env_id):
-            here = prior.obs == cell
-            ended = here & ~censored
-            rows.append(dict(cell=divmod(cell, 12), action=spec.actions[action][0],
-                             tried=bool(tried[cell, action]), visits=int(here.sum()),
-                             v_mu=float(g[here].mean()) if here.any() else None,
-                             v_mu_ended=float(g[ended].mean()) if ended.any() else None,
-                             v_star=float(v_star[cell]),
-                             **{m: (float(l.q[cell, action]), float(l.q[cell].max()))
-                                for m, l in learners.items()}))
-        greedy = {m: loro.evaluate(l, loro.make_env(env_id), 1, np.random.default_rng(0))
-                  for m, l in learners.items()}
-        reports.append(dict(seed=seed, window=prior.meta["window"], steps=len(prior),
-                            goals=int(prior.terminated.sum()), rows=rows, greedy=greedy))
-    return reports
-
-
-def table(report: dict) -> str:
-    w = report["window"]
-    wrap = next((i for i in range(1, len(w)) if w[i] < w[i - 1]), len(w))   # a window may wrap
-    runs = [f"{part[0]}-{part[-1]}" for part in (w[:wrap], w[wrap:]) if part]
-    lines = [f"seed {report['seed']}: episodes {' and '.join(runs)}, {report['steps']:,} steps, "
-             f"{report['goals']} of {len(w)} reach the goal; greedy return after pre-training: "
-             + ", ".join(f"{m} {r:g}" for m, r in report["greedy"].items()), "",
-             "| cell (row, col) | optimal action | tried by the data | V_mu: every return | "
-             "V_mu: returns of terminated episodes | V* | "
-             + " | ".join(f"{m}: Q(optimal) / max Q" for m in MODES) + " |",
-             "|---" * (6 + len(MODES)) + "|"]
-    for r in report["rows"]:
-        v_mu = ["-" if v is None else f"{v:,.0f}" for v in (r["v_mu"], r["v_mu_ended"])]
-        cells = [f"{r[m][0]:,.1f} / {r[m][1]:,.1f}" + (" (not greedy)" if r[m][0] < r[m][1] else "")
-                 for m in MODES]
-        lines.append(f"| {r['cell']} | {r['action']} | {'yes' if r['tried'] else 'no'} | "
-                     f"{v_mu[0]} | {v_mu[1]} | {r['v_star']:g} | " + " | ".join(cells) + " |")
+def report_text(rows: list) -> str:
+    lines = []
+    for r in rows:
+        lines.append(f"seed {r['seed']}: episodes {r['window'][0]}-{r['window'][-1]}, "
+                     f"{r['steps']:,} steps, {r['goal_episodes']} of them reach the goal; sum "
+                     f"after the prior's phase {r['after_sum']:,.0f}")
+        for k, e in enumerate(r["first"]):
+            lines.append(f"  evaluation {k + 1} after the prior's phase ({e['updates']} online "
+                         f"updates before it): return {e['return_']:,.0f}: {e['path']}")
+            if e["first_untried"]:
+                u = e["first_untried"]
+                lines.append(f"    first untried action at {tuple(u['cell'])}: Q (up, right, "
+                             f"down, left) = {u['q']}, tried by the data: {u['tried']}")
     return "\n".join(lines)
 
 
-def work(args) -> list:
-    reports = diagnose(args.prior, args.seeds)
-    print("\n\n".join(table(r) for r in reports))
-    return reports
+def work(args) -> dict:
+    module = load(args.loro) if args.loro else loro
+    settings = dict(dataset=args.dataset) if args.dataset else dict(prior=args.prior)
+    cfg = module.Config(env_id="CliffWalking-v1", seeds=args.seeds, **settings).resolved()
+    seeds = list(range(args.seeds))           # all at once: an older loro.py's windows depend on it
+    priors, _ = module.make_priors(cfg, module.env_spec(cfg.env_id), seeds, module.QUIET)
+    rows = [diagnose(module, cfg, seed, priors[seed], args.evaluations) for seed in seeds]
+    print(f"{cfg.dataset}, loro.py from {module.__file__}")
+    print(report_text(rows))
+    return dict(rows=rows)
 
 
 if __name__ == "__main__":
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--prior", default=loro.DEFAULT_PRIOR, help="a shipped CliffWalking dataset")
+    p.add_argument("--dataset", help="a CliffWalking .npz instead (e.g. from bench/variants.py)")
+    p.add_argument("--evaluations", type=int, default=3, help="evaluations to show per seed")
+    p.add_argument("--loro", help="another version of loro.py to diagnose")
     main(p, work)
