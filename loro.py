@@ -75,7 +75,8 @@ class LoroError(Exception):
     """A bad input or a failed step, explained in one line that names the fix."""
 
 
-QUIET = lambda *_: None                                        # noqa: E731  a log that says nothing
+def QUIET(*_):
+    """A log that says nothing: pass log=QUIET to silence a function's progress lines."""
 
 
 # --- §0 Settings ---------------------------------------------------------------------------------
@@ -192,13 +193,6 @@ def describe_mountain_car(obs) -> str:
     return f"Car position {_fmt(position)}, velocity {velocity:+.4f} (positive: moving right)."
 
 
-def describe_acrobot(obs) -> str:
-    c1, s1, c2, s2, w1, w2 = obs
-    return (f"Upper link angle: cos {_fmt(c1)}, sin {_fmt(s1)}; lower link angle relative to "
-            f"the upper link: cos {_fmt(c2)}, sin {_fmt(s2)}; angular velocity of the upper link "
-            f"{_fmt(w1)} rad/s, of the lower link {_fmt(w2)} rad/s.")
-
-
 def describe_pendulum(obs) -> str:
     c, s, w = obs
     return (f"Angle from upright {_fmt(math.atan2(s, c))} rad (cos {_fmt(c)}, sin {_fmt(s)}), "
@@ -276,21 +270,6 @@ ENVS = {
                  ("accelerate to the right", ["right"])],
         describe=describe_mountain_car,
         hyper=dict(low=[-1.2, -0.07], high=[0.6, 0.07], n_tilings=8, n_bins=8, alpha=0.3),
-        epsilon=(0.0, 0.0, 1), learning_starts=256, update_every=4, batch_size=128),
-    "Acrobot-v1": EnvSpec(
-        "Acrobot-v1", learner="linear", max_steps=500, budget_steps=30_000,
-        threshold=-100.0, eval_episodes=1, gamma=0.99, worst_reward=-1.0,
-        game=("Acrobot: two links hang from a fixed pivot like a double pendulum; you can apply "
-              "a torque only at the joint between them. Angles are 0 (cos +1) when a link hangs "
-              "straight down, in line with the link above it."),
-        goal=("Swing the free end above the height of one link over the pivot. Every step costs "
-              "-1; the episode ends when the end is high enough or after 500 steps."),
-        actions=[("apply negative torque (-1) at the joint", ["negative"]),
-                 ("apply no torque", ["no torque", "zero"]),
-                 ("apply positive torque (+1) at the joint", ["positive"])],
-        describe=describe_acrobot,
-        hyper=dict(low=[-1, -1, -1, -1, -6, -12], high=[1, 1, 1, 1, 6, 12], n_tilings=16,
-                   n_bins=[2, 2, 2, 2, 3, 3], alpha=0.3),
         epsilon=(0.0, 0.0, 1), learning_starts=256, update_every=4, batch_size=128),
     "Pendulum-v1": EnvSpec(
         "Pendulum-v1", learner="actor_critic", max_steps=200, budget_steps=40_000,
@@ -460,6 +439,8 @@ DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncate
 
 @dataclass
 class Dataset:
+    """One row per step. The rows of an episode are consecutive and in time order: the methods
+    below rely on it, and check_dataset (Appendix C) refuses a file where they are not."""
     obs: np.ndarray           # (N,) int64 for grid games, (N, obs_dim) float32 otherwise
     actions: np.ndarray       # (N,) int64, or (N, 1) float32 for a torque
     rewards: np.ndarray       # (N,) float64
@@ -487,7 +468,8 @@ class Dataset:
         return g
 
     def censored(self) -> np.ndarray:
-        """Per row: True if the clock cut its episode (it ends `truncated`): its G is censored."""
+        """Per row: True if the clock cut its episode (its last row is `truncated`), so that its
+        return-to-go G is censored."""
         _, episode, length = np.unique(self.episode, return_inverse=True, return_counts=True)
         return self.truncated[np.cumsum(length) - 1][episode]   # each episode's last row's flag
 
@@ -654,8 +636,8 @@ class LinearQ:
     target as in eq. 6.8): the gradient of Q(s, a) is 1 on its active tiles, so each moves by
         w[a, i] <- w[a, i] + (alpha / n_tilings) * [r + gamma * max_a' Q(s', a') - Q(s, a)].
     alpha / n_tilings makes alpha the step size of a whole Q value (S&B §9.5.4).
-    Initial values of 0 (`start`) are optimistic where every step costs -1 (MountainCar,
-    Acrobot), so there the greedy policy explores by itself and epsilon can be 0 (S&B §10.1).
+    Initial values of 0 (`start`) are optimistic where every step costs -1 (MountainCar), so
+    there the greedy policy explores by itself and epsilon can be 0 (S&B §10.1).
     """
 
     def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float,
@@ -674,20 +656,21 @@ class LinearQ:
         return greedy_with_ties(self.q_values(obs), rng)
 
     def update(self, s, a, r, s2, terminated) -> float:
-        B, T = len(r), self.coder.n_tilings
+        B, T = len(r), self.coder.n_tilings      # w: (A, F), A actions, F features
         tiles = self.coder(np.concatenate([s, s2]))               # (2B, T): both in one call
-        tiles, next_tiles = tiles[:B], tiles[B:]
-        flat = (a[:, None] * self.w.shape[1] + tiles).ravel()     # (B * T,) indices into w.flat
-        q = self.w.take(flat).reshape(B, T).sum(axis=1)           # Q(s, a), (B,)
-        q_next = self.w.take(next_tiles, axis=1).sum(axis=2).max(axis=0)   # max_a' Q(s', a')
-        delta = r + self.gamma * np.where(terminated, 0.0, q_next) - q
+        tiles, next_tiles = tiles[:B], tiles[B:]                  # (B, T) each
+        flat = (a[:, None] * self.w.shape[1] + tiles).ravel()     # (B*T,) indices into w.flat
+        q = self.w.take(flat).reshape(B, T).sum(axis=1)           # (B,) Q(s, a)
+        q_all_next = self.w.take(next_tiles, axis=1).sum(axis=2)  # (A, B) Q(s', every a')
+        q_next = q_all_next.max(axis=0)                           # (B,) max_a' Q(s', a')
+        delta = r + self.gamma * np.where(terminated, 0.0, q_next) - q        # (B,)
         # Samples of a batch can share a weight w[a, i]: each weight moves by the MEAN TD error of
         # the samples that touch it (a sum would overshoot with large batches). So each sample
         # adds delta / (how many samples touch that weight); `touches` counts them, then resets.
-        np.add.at(self.touches, flat, 1.0)
-        step = (self.alpha / T) * np.repeat(delta, T) / self.touches[flat]
-        self.touches[flat] = 0.0
-        np.add.at(self.w.reshape(-1), flat, step)
+        np.add.at(self.touches, flat, 1.0)                        # (A*F,) samples per weight
+        step = (self.alpha / T) * np.repeat(delta, T) / self.touches[flat]   # (B*T,)
+        self.touches[flat] = 0.0                                  # all zeros again
+        np.add.at(self.w.reshape(-1), flat, step)                 # w.flat[flat] += step
         return float(np.abs(delta).mean())
 
     def set_untried(self, s, a, value: np.ndarray):
@@ -718,9 +701,10 @@ class MLP:
     (n_nets, fan_in, fan_out); the input (B, in) is shared; the output is (n_nets, B, out).
     """
 
-    def __init__(self, sizes: list, rng: np.random.Generator, n_nets: int = 1):
+    def __init__(self, sizes: list, rng: np.random.Generator, n_nets: int = 1,
+                 dtype=np.float32):
         self.shapes = [(n_nets, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
-        self.theta = np.zeros(sum(n * (i + 1) * o for n, i, o in self.shapes), np.float32)
+        self.theta = np.zeros(sum(n * (i + 1) * o for n, i, o in self.shapes), dtype)
         self.grad = np.zeros_like(self.theta)
         self.W, self.b = self._views(self.theta)
         self.gW, self.gb = self._views(self.grad)
@@ -730,11 +714,13 @@ class MLP:
             b[...] = rng.uniform(-bound, bound, b.shape)
 
     def _views(self, flat: np.ndarray) -> tuple:
-        Ws, bs, k = [], [], 0
+        """Each layer's W and b as views (no copies) into consecutive slices of `flat`: layer
+        after layer, W's n * i * o numbers then b's n * o. Writing to a view writes to `flat`."""
+        Ws, bs, k = [], [], 0                    # k: where the next slice starts
         for n, i, o in self.shapes:
-            Ws.append(flat[k:k + n * i * o].reshape(n, i, o))
+            Ws.append(flat[k:k + n * i * o].reshape(n, i, o))     # (n_nets, fan_in, fan_out)
             k += n * i * o
-            bs.append(flat[k:k + n * o].reshape(n, 1, o))
+            bs.append(flat[k:k + n * o].reshape(n, 1, o))         # (n_nets, 1, fan_out)
             k += n * o
         return Ws, bs
 
@@ -747,7 +733,7 @@ class MLP:
             inputs.append(x)
             x = x @ W[:k] + b[:k]
             if l < len(self.W) - 1:
-                x = np.maximum(x, np.float32(0))
+                x = np.maximum(x, 0)
         return x, inputs
 
     def backward(self, inputs: list, dy: np.ndarray, first_only: bool = False) -> tuple:
@@ -783,12 +769,13 @@ class Adam:
 
 
 class ActorCritic:
-    """TD3 (Fujimoto, van Hoof & Meger 2018): DDPG (Lillicrap et al. 2016) with three fixes.
+    """TD3 (Fujimoto, van Hoof & Meger 2018): DDPG (Lillicrap et al. 2016) with three fixes,
+    (1) the smaller of twin critics, (2) delayed actor updates, (3) a smoothed target action.
 
     Actor  pi(s) = center + scale * tanh(MLP(s)), deterministic; exploration adds Gaussian noise.
     Critics Q1, Q2 (s, a), regressed onto one target:
-        y = r + gamma * (1 - terminated) * min_i Q'_i(s2, pi'(s2) + clipped noise)      [TD3 1, 3]
-    Actor: gradient ascent on Q1(s, pi(s)), every `policy_delay` critic steps              [TD3 2]
+        y = r + gamma * (1 - terminated) * min_i Q'_i(s2, pi'(s2) + clipped noise)   fixes 1, 3
+    Actor: gradient ascent on Q1(s, pi(s)), every `policy_delay` critic steps           fix 2
     Targets (primed) follow slowly: theta' <- theta' + tau (theta - theta').
     Offline, plain TD3 chases actions the data never shows (the critic is wrong there), so
     during pre-training the actor also imitates the data (TD3+BC, Fujimoto & Gu 2021):
@@ -799,8 +786,8 @@ class ActorCritic:
                  gamma: float = 0.99, hidden=(32, 32), lr: float = 1e-3, tau: float = 0.005,
                  policy_delay: int = 2, policy_noise: float = 0.2, noise_clip: float = 0.5,
                  exploration_noise: float = 0.1, offline_bc_weight: float = 0.4):
-        # Noises are fractions of half the action range; offline_bc_weight 0.4 = 1 / alpha with
-        # TD3+BC's alpha = 2.5, the paper's value for every task.
+        # Noises are fractions of half the action range. offline_bc_weight 0.4 = 1 / alpha, with
+        # alpha = 2.5, the value TD3+BC's paper (Fujimoto & Gu 2021) uses for every task.
         self.low = np.asarray(action_low, np.float32).reshape(-1)
         self.high = np.asarray(action_high, np.float32).reshape(-1)
         self.center, self.scale = (self.high + self.low) / 2, (self.high - self.low) / 2
@@ -922,34 +909,25 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 
 
 # --- §5 The warm start ---------------------------------------------------------------------------
-# Steps 2 and 3 of LORO, in three ingredients, each a Config field that can be switched:
+# Steps 2 and 3 of LORO, in three ingredients, each a Config field that can be switched
+# (bench/README.md measures each):
 #  1. Where untried actions start (`init_untried`). The data says nothing about actions the prior
 #     never tried. Left at the learner's optimistic start ("keep"), they look best after
 #     pre-training and the learner drops the prior's knowledge: the offline trap (Levine, Kumar,
-#     Tucker & Fu 2020). Pinned at the worst return ("pessimistic": the worst reward every step),
-#     they stay below everything for many updates and switch off the optimism that MountainCar
-#     and Acrobot explore with (epsilon = 0 there). "calibrated" follows Cal-QL (Nakamoto et al.
-#     2023): in a state s of the data an untried action starts a hair below (a tie goes to the
-#     data's action) the prior's own return from s on (Monte Carlo, S&B §5.1),
-#         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s.
-#     Only episodes that TERMINATED count: the return of an episode the clock cut is censored,
-#     not a value (Pardo et al. 2018, "Time limits in RL"); on CliffWalking such returns sat up
-#     to 60 times below V*, and the learner took up to 25,200 online steps to find the shortest
-#     path (bench/README.md). A state with no uncensored return keeps the learner's start.
-#     "calibrated-all", loro's previous default, counts every return.
-#  2. Offline updates (`pretrain_updates`): by default the learner's own replay ratio on these
-#     rows (rows / update_every); more over-fits a few hundred rows (bench/README.md: 2,000
-#     cost CartPole-v0 8% after the prior's phase).
-#  3. The prior's rows in each minibatch (`prior_share`). By default they ride on top: a batch
-#     holds as many of the learner's own rows as without a prior, plus B * P / (P + n) of the
-#     prior's P rows (n: the learner's own so far): a share that falls from a half towards 0 and
-#     never crowds out fresh rows (online rows favoured, as in Lee et al. 2021's balanced
-#     replay). A fixed share (0.5 is RLPD's symmetric sampling, Ball et al. 2023) suits good
-#     data; 0 is a fresh buffer (WSRL, Zhou et al. 2024); "buffer" draws every row alike.
-# The actor-critic has no "untried action": its ingredient 1 is TD3+BC's imitation term while
-# offline (Fujimoto & Gu 2021), on with every start but "keep".
-
-MAX_BUFFER_BYTES = 2 * 2**30
+#     Tucker & Fu 2020). Pinned at the worst return ("pessimistic"), they stay below everything
+#     and switch off the optimism MountainCar explores with. "calibrated" follows Cal-QL
+#     (Nakamoto et al. 2023): in a state s of the data an untried action starts a hair below (a
+#     tie goes to the data's action) the prior's own return from s (Monte Carlo, S&B §5.1),
+#         V_mu(s) = the mean of G_t = r_t + gamma r_{t+1} + ... over the data's visits of s,
+#     counting only episodes that TERMINATED: the return of an episode the clock cut is censored,
+#     not a value (Pardo et al. 2018). A state with no uncensored return keeps the learner's start.
+#  2. Offline updates (`pretrain_updates`): by default the learner's own replay ratio on the rows.
+#  3. The prior's rows in each minibatch (`prior_share`): by default on top of a full batch of the
+#     learner's own, so they never crowd out fresh rows (Lee et al. 2021's balanced replay); or a
+#     fixed share (0.5 is RLPD's symmetric sampling, Ball et al. 2023; 0 a fresh buffer, WSRL,
+#     Zhou et al. 2024). Fine-tuning starts at once, without waiting for own rows (§6).
+# The actor-critic has no untried actions: instead, while offline, its actor imitates the data
+# (TD3+BC, Fujimoto & Gu 2021), with every start but "keep".
 
 
 class ReplayBuffer:
@@ -960,14 +938,8 @@ class ReplayBuffer:
         P = 0 if prior is None else len(prior)
         obs, action = np.asarray(obs_example), np.asarray(action_example)
         examples = (obs, action, np.float64(0), obs, np.bool_(False))   # one of each column
-        size = P + capacity
-        needed = size * sum(x.nbytes for x in examples)                  # bytes
-        if needed > MAX_BUFFER_BYTES:
-            raise LoroError(f"a replay buffer of {size:,} steps needs about {needed / 2**30:.1f} "
-                            f"GiB, more than the {MAX_BUFFER_BYTES / 2**30:g} GiB limit; lower "
-                            f"--budget-steps")
         # obs, actions, rewards, next_obs, terminated: the prior's rows first
-        self.columns = [np.zeros((size,) + x.shape, x.dtype) for x in examples]
+        self.columns = [np.zeros((P + capacity,) + x.shape, x.dtype) for x in examples]
         for column, key in zip(self.columns, DATASET_KEYS[:5] if P else ()):
             column[:P] = getattr(prior, key)
         self.n_prior, self.n_online = P, 0
@@ -979,10 +951,11 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, prior_share, rng: np.random.Generator) -> tuple:
         """A minibatch (ingredient 3). `prior_share` None: `batch_size` of the learner's own rows
-        and round(batch_size * P / (P + n)) of the prior's on top; a number: that share of
-        `batch_size` from the prior; "buffer", or a buffer of one kind: uniform over all rows."""
+        plus round(batch_size * P / (P + n)) of the prior's on top, so the batch shrinks from
+        about 2 x batch_size towards batch_size as the learner's own n rows arrive; a number:
+        that share of `batch_size` from the prior; a buffer of one kind: uniform over its rows."""
         P, n = self.n_prior, self.n_online
-        if prior_share == "buffer" or P == 0 or n == 0:
+        if P == 0 or n == 0:
             idx = rng.integers(0, P + n, batch_size)
         elif prior_share is None:
             idx = np.concatenate([P + rng.integers(0, n, batch_size),
@@ -997,14 +970,15 @@ class ReplayBuffer:
 
 
 def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.random.Generator,
-             untried: np.ndarray | None = None) -> np.ndarray:
+             untried: np.ndarray | None = None, imitate: bool = False) -> np.ndarray:
     """Step 2 of LORO: off-policy updates on the prior's data alone. Returns the loss per update.
     `untried`: one value per row of the prior, where the Q-learners' untried actions of that
-    row's state start (ingredient 1); it also switches on TD3+BC's imitation. None: neither."""
+    row's state start (ingredient 1; None: where they are). `imitate`: the actor-critic's actor
+    also imitates the data (TD3+BC's term) while offline."""
     buffer = ReplayBuffer(prior, 0, prior.obs[0], prior.actions[0])
     if untried is not None and hasattr(learner, "set_untried"):
         learner.set_untried(prior.obs, prior.actions, untried)
-    if untried is not None and hasattr(learner, "bc_weight"):
+    if imitate and hasattr(learner, "bc_weight"):
         learner.bc_weight = learner.offline_bc_weight
     losses = [learner.update(*buffer.sample(batch_size, None, rng)) for _ in range(updates)]
     if hasattr(learner, "bc_weight"):
@@ -1012,21 +986,20 @@ def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.ran
     return np.array(losses)
 
 
-UNTRIED = ("calibrated", "calibrated-all", "pessimistic", "keep")
+UNTRIED = ("calibrated", "pessimistic", "keep")
 
 
 def untried_values(mode: str, spec: EnvSpec, prior: Dataset,
                    gamma: float | None = None) -> np.ndarray | None:
     """Per row of the prior, the value its state's untried actions start at (ingredient 1), for
-    a learner discounting by `gamma` (None: the environment's)."""
+    a learner discounting by `gamma` (None: the environment's). NaN: no value, keep the start."""
     gamma = spec.gamma if gamma is None else gamma
     if mode == "keep":
         return None
-    if mode.startswith("calibrated"):            # V_mu, a hair below: ties go to the data's action
+    if mode == "calibrated":                     # V_mu, a hair below: ties go to the data's action
         g = prior.returns_to_go(gamma)
         g = g - 1e-6 * (1.0 + np.abs(g))
-        if mode == "calibrated":                 # a censored return is no value (NaN: left out)
-            g[prior.censored()] = np.nan
+        g[prior.censored()] = np.nan             # a censored return is no value
         return g
     horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
     return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
@@ -1037,8 +1010,9 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
     updates = cfg.pretrain_updates
     if updates is None:                          # the learner's own replay ratio
         updates = -(-len(prior) // spec.update_every)
-    return pretrain(learner, prior, updates, spec.batch_size, rng,
-                    untried_values(cfg.init_untried, spec, prior, learner.gamma))
+    values = untried_values(cfg.init_untried, spec, prior, learner.gamma)
+    return pretrain(learner, prior, updates, spec.batch_size, rng, untried=values,
+                    imitate=cfg.init_untried != "keep")
 
 
 # --- §6 The same-budget experiment ---------------------------------------------------------------
@@ -1083,13 +1057,15 @@ def play_random(spec: EnvSpec, budget: int, seed: int) -> tuple:
     env = make_env(spec.env_id)
     env.action_space.seed(stream_seed(seed, "random policy"))
     env.reset(seed=stream_seed(seed, "random policy", 1))
-    lengths, returns = [0], [0.0]
+    lengths, returns = [0], [0.0]                # the last entry: the episode being played
     while sum(lengths) < budget or lengths[-1]:           # until an episode ends past the budget
         _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-        lengths[-1], returns[-1] = lengths[-1] + 1, returns[-1] + reward
+        lengths[-1] += 1
+        returns[-1] += reward
         if terminated or truncated:
             env.reset()
-            lengths.append(0), returns.append(0.0)
+            lengths.append(0)
+            returns.append(0.0)
     return lengths[:-1], returns[:-1]
 
 
@@ -1174,26 +1150,35 @@ def learn_online(method: str, cfg: Config, spec: EnvSpec, seed: int, prior: Data
     if method == "loro":
         learning_starts = max(0, learning_starts - buffer.n_prior)
     episode_return, episode_length = 0.0, 0
-    for t in range(start, cfg.budget_steps):     # step 3: online, the prior's data in the buffer
+    # Step 3, online. t counts environment steps of the whole budget, the prior's included, so
+    # a warm-started learner begins at t = start and every method stops at the same step.
+    for t in range(start, cfg.budget_steps):
         if schedule:
             learner.epsilon = epsilon_at(schedule, t)
         action = learner.act(obs, rng)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)   # obs: the state BEFORE the action
-        obs, episode_return, episode_length = next_obs, episode_return + reward, episode_length + 1
+        obs = next_obs
+        episode_return += reward
+        episode_length += 1
         if terminated or truncated:
-            lengths.append(episode_length), returns.append(episode_return)
+            lengths.append(episode_length)
+            returns.append(episode_return)
             obs, _ = env.reset()
             episode_return, episode_length = 0.0, 0
         if buffer.n_online >= learning_starts and (t + 1) % spec.update_every == 0:
             learner.update(*buffer.sample(spec.batch_size, cfg.prior_share, rng))
         if (t + 1) % cfg.eval_every == 0:
             curve.append(evaluate(learner, eval_env, cfg.eval_episodes, eval_rng))
-    while episode_length:                        # finish the last episode (no learning) to score it
+    # The budget ends mid-episode: play that episode out, learning nothing, so that the "earned"
+    # curve's last points score a whole episode (these steps are not counted against the budget).
+    while episode_length:
         obs, reward, terminated, truncated, _ = env.step(learner.act(obs, rng))
-        episode_return, episode_length = episode_return + reward, episode_length + 1
+        episode_return += reward
+        episode_length += 1
         if terminated or truncated:
-            lengths.append(episode_length), returns.append(episode_return)
+            lengths.append(episode_length)
+            returns.append(episode_return)
             episode_length = 0
     assert len(curve) == len(points)             # one point per eval_every steps of the budget
     return np.array(curve), behaviour_curve(lengths, returns, points)
@@ -1385,7 +1370,9 @@ def optimal_policy(env_id: str) -> np.ndarray:
 def coverage(dataset: Dataset, env_id: str) -> dict:
     """How much of what an optimal policy does is in the dataset. `state_action`: the share of
     the optimal policy's expected visits to (s, a) pairs (the policy uniform over tied optimal
-    actions) that the dataset holds; `states`: the same for states."""
+    actions) that the dataset holds; `states`: the same for states. Also the arrays behind them,
+    for plot_coverage: `optimal` pi*[s, a], `occupancy` its visits per state, `seen` (s, a) in
+    the data."""
     if env_spec(env_id).learner != "tabular":
         raise LoroError(f"coverage needs a grid game with a transition table, not {env_id}")
     pi = optimal_policy(env_id)
@@ -1398,7 +1385,8 @@ def coverage(dataset: Dataset, env_id: str) -> dict:
     return dict(state_action=float(pair_visits[seen_pairs].sum() / total),
                 states=float(visits[seen_pairs.any(axis=1)].sum() / total),
                 optimal_states=int(visited.sum()),
-                covered_states=int((visited & (seen_pairs & (pi > 0)).any(axis=1)).sum()))
+                covered_states=int((visited & (seen_pairs & (pi > 0)).any(axis=1)).sum()),
+                optimal=pi, occupancy=visits, seen=seen_pairs)
 
 
 def which_episodes(dataset: Dataset) -> str:
@@ -1520,10 +1508,8 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
     ends = dataset.next_obs[dataset.terminated | dataset.truncated]
     visits = np.bincount(np.concatenate([dataset.obs, ends]), minlength=n_rows * n_cols)
     image = ax.imshow(np.log1p(visits.reshape(n_rows, n_cols)), cmap="Blues")
-    pi = optimal_policy(env_id)
-    occupancy, _ = policy_visits(env_id, pi)
-    seen = np.zeros(pi.shape, bool)
-    seen[dataset.obs, dataset.actions] = True
+    cov = coverage(dataset, env_id)
+    pi, occupancy, seen = cov["optimal"], cov["occupancy"], cov["seen"]
     for s in range(n_rows * n_cols):
         row, col = divmod(s, n_cols)
         if grid[row][col] in "CHG":
@@ -1534,7 +1520,6 @@ def plot_coverage(dataset: Dataset, env_id: str, ax=None):
             dx, dy = ARROWS[env_id][covered[0] if len(covered) else optimal[0]]
             ax.arrow(col - 0.25 * dx, row - 0.25 * dy, 0.3 * dx, 0.3 * dy, head_width=0.15,
                      color="tab:orange" if len(covered) else "tab:red")
-    cov = coverage(dataset, env_id)
     ax.set(xticks=range(n_cols), yticks=range(n_rows),
            title=f"{env_id}: {which_episodes(dataset)}, {len(dataset)} steps of\n"
                  f"{dataset.meta.get('source', 'a prior')}\noptimal actions in the data "
@@ -1594,13 +1579,6 @@ def rule_mountain_car(system, user):
     return "The car is moving left, so I accelerate left to swing higher.", 1
 
 
-def rule_acrobot(system, user):
-    *_, lower_velocity = _floats(user)
-    if lower_velocity > 0:
-        return "The lower link swings positively, so I push it further with positive torque.", 3
-    return "The lower link swings negatively, so I push it further with negative torque.", 1
-
-
 def rule_pendulum(system, user):
     angle, cos, sin, velocity = _floats(user)
     if cos > 0.85:                               # near the top: a PD controller holds it there
@@ -1654,7 +1632,7 @@ def rule_frozen_lake(system, user):
 
 
 SCRIPTED_RULES = {"CartPole": rule_cartpole, "MountainCar": rule_mountain_car,
-                  "Acrobot": rule_acrobot, "Pendulum": rule_pendulum,
+                  "Pendulum": rule_pendulum,
                   "CliffWalking": rule_cliff_walking, "FrozenLake": rule_frozen_lake}
 
 

@@ -93,7 +93,7 @@ def test_mountain_car_keywords_follow_the_prompt_wording():
 
 
 @pytest.mark.parametrize("env_id, at_least", [
-    ("CartPole-v0", 190), ("MountainCar-v0", -140), ("Acrobot-v1", -150), ("Pendulum-v1", -250),
+    ("CartPole-v0", 190), ("MountainCar-v0", -140), ("Pendulum-v1", -250),
     ("CliffWalking-v1", -13), ("FrozenLake-v1", 0.3)])
 def test_stand_in_plays_well_through_prompts_and_parser(env_id, at_least):
     """The noiseless stand-in reads only the prompt text; its rules of thumb must work."""
@@ -226,7 +226,7 @@ def test_the_twelve_paper_datasets_are_shipped_under_guessable_names():
     assert "FrozenLake-v1_deepseek-r1-distill-qwen-14b.npz" in SHIPPED
     assert set(loro.shipped_datasets("FrozenLake-v1")) == {
         "qwen2.5-7b", "qwen2.5-32b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b"}
-    assert loro.shipped_datasets("Acrobot-v1") == {}
+    assert loro.shipped_datasets("FrozenLake8x8-v1") == {}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -258,17 +258,28 @@ def test_every_shipped_transition_is_one_the_environment_allows(name):
         assert data.meta["conversion"]["rows_dropped"] == 30     # the unknown reset states
 
 
-def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in():
+@pytest.fixture
+def lake8x8(monkeypatch):
+    """gymnasium's 8 x 8 FrozenLake, registered as the notebook's exercise 7 does: an
+    environment with no shipped data."""
+    lake = loro.ENVS["FrozenLake-v1"]
+    monkeypatch.setitem(loro.ENVS, "FrozenLake8x8-v1", loro.dataclasses.replace(
+        lake, env_id="FrozenLake8x8-v1", describe=loro.describe_grid(8), max_steps=200))
+    monkeypatch.setitem(loro.SCRIPTED_RULES, "FrozenLake8x8", loro.rule_frozen_lake)
+    return "FrozenLake8x8-v1"
+
+
+def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in(lake8x8):
     cfg = loro.Config().resolved()
     assert cfg.prior == "qwen2.5-7b" and cfg.dataset.endswith("CliffWalking-v1_qwen2.5-7b.npz")
-    cfg = loro.Config(env_id="Acrobot-v1").resolved()
+    cfg = loro.Config(env_id=lake8x8).resolved()
     assert cfg.prior == "scripted" and cfg.dataset is None and cfg.prior_noise == 0.2
     cfg = loro.Config(prior_noise=0.5).resolved()     # a noise means the stand-in
     assert cfg.prior == "scripted" and cfg.dataset is None
     cfg = loro.Config(env_id="FrozenLake-v1", prior="deepseek-r1-distill-qwen-7b").resolved()
     assert cfg.dataset.endswith("FrozenLake-v1_deepseek-r1-distill-qwen-7b.npz")
-    with pytest.raises(loro.LoroError, match="no such dataset is shipped for Acrobot-v1"):
-        loro.Config(env_id="Acrobot-v1", prior="qwen2.5-7b").resolved()
+    with pytest.raises(loro.LoroError, match="no such dataset is shipped for FrozenLake8x8-v1"):
+        loro.Config(env_id=lake8x8, prior="qwen2.5-7b").resolved()
     with pytest.raises(loro.LoroError, match="--prior-noise is the stand-in's"):
         loro.Config(prior="qwen2.5-32b", prior_noise=0.3).resolved()
 
@@ -455,11 +466,6 @@ def test_calibrated_untried_actions_leave_out_returns_the_clock_cut_short():
     learner.set_untried(prior.obs, prior.actions, values)
     assert learner.q[5, 0] == pytest.approx(-2.0, rel=1e-5) and learner.q[5, 1] == 0  # tried
     assert np.all(learner.q[7] == 0.0)               # nothing uncensored: the learner's start
-    every = loro.untried_values("calibrated-all", spec, prior)   # the previous default
-    learner = loro.TabularQ(48, 4, alpha=0.5, gamma=1.0)
-    learner.set_untried(prior.obs, prior.actions, every)
-    assert learner.q[5, 0] == pytest.approx(-26, rel=1e-5)           # the mean of -2 and -50
-    assert learner.q[7, 0] == pytest.approx(-49, rel=1e-5)
 
 
 def test_optimistic_q_learning_tries_every_action_of_a_state_before_repeating_one():
@@ -568,8 +574,7 @@ def test_actor_critic_pretraining_imitates_a_good_prior():
     env = loro.make_env(spec.env_id)
     env.reset(seed=0)
     before = loro.evaluate(learner, env, 3, rng)
-    loro.pretrain(learner, prior, 4000, spec.batch_size, rng,
-                  loro.untried_values("calibrated", spec, prior))   # TD3+BC while offline
+    loro.pretrain(learner, prior, 4000, spec.batch_size, rng, imitate=True)   # TD3+BC offline
     assert learner.bc_weight == 0.0                   # online it is plain TD3 again
     after = loro.evaluate(learner, env, 3, rng)
     assert before < -900 and after > -800 and after > before + 300
@@ -658,8 +663,6 @@ def test_by_default_the_priors_rows_ride_on_top_of_a_full_batch_of_the_learners_
         batch = buffer.sample(400, None, rng)[0]
         assert (batch >= 1000).sum() == 400          # as many own rows as without a prior
         assert (batch < 1000).sum() == round(400 * P / (P + n))   # the prior's, on top
-        share = (buffer.sample(20_000, "buffer", rng)[0] < 1000).mean()
-        assert share == pytest.approx(P / (P + n), abs=0.01)    # "buffer": every row alike
     assert (buffer.sample(50, 1.0, rng)[0] < 1000).all()
 
 
@@ -751,11 +754,6 @@ def test_every_random_stream_has_its_own_seed(monkeypatch):
     cfg = loro.Config(env_id="CliffWalking-v1", budget_steps=1000, eval_every=500).resolved()
     loro.learn_online("mix", cfg, loro.env_spec(cfg.env_id), 0, prior, loro.checkpoints(cfg))
     assert len(seeds["all"]) == 6 + 2 and len(set(seeds["all"])) == 8
-
-
-def test_a_replay_buffer_too_large_for_memory_is_refused_before_allocating():
-    with pytest.raises(loro.LoroError, match="GiB limit; lower --budget-steps"):
-        loro.ReplayBuffer(None, 10**9, np.zeros(4, np.float32), 0)
 
 
 def test_behaviour_curve_takes_the_episode_running_at_each_point():
@@ -864,13 +862,13 @@ def test_experiment_rejects_a_budget_smaller_than_the_prior():
         loro.run_experiment(cfg, log=lambda *_: None)
 
 
-def test_a_run_that_needs_no_prior_still_names_the_configured_one():
+def test_a_run_that_needs_no_prior_still_names_the_configured_one(lake8x8):
     """rl alone never loads the prior's rows, but the results still say what the prior was."""
     results = loro.run_experiment(loro.Config(methods=("rl",), seeds=1, budget_steps=400),
                                   log=loro.QUIET)
     assert results["prior"]["kind"] == "recorded LLM" and results["prior"]["steps"] == []
     assert results["prior"]["source"].startswith("CliffWalking-v1_qwen2.5-7b.npz: Qwen2.5-7B")
-    results = loro.run_experiment(loro.Config(env_id="Acrobot-v1", methods=("rl",), seeds=1,
+    results = loro.run_experiment(loro.Config(env_id=lake8x8, methods=("rl",), seeds=1,
                                               budget_steps=400), log=loro.QUIET)
     assert results["prior"]["source"] == "scripted(noise=0.2), a stand-in, not an LLM"
 
@@ -941,11 +939,8 @@ def _finite_difference(loss, theta, indices, eps=1e-6):
 def test_actor_critic_gradients_match_finite_differences(bc_weight):
     rng = np.random.default_rng(0)
     ac = loro.ActorCritic(3, [-2.0], [2.0], rng, hidden=(8, 8))
-    for net in (ac.actor, ac.critic):           # float64, so differences are exact enough
-        net.theta = net.theta.astype(np.float64)
-        net.grad = np.zeros_like(net.theta)
-        net.W, net.b = net._views(net.theta)
-        net.gW, net.gb = net._views(net.grad)
+    ac.actor = loro.MLP([3, 8, 8, 1], rng, dtype=np.float64)   # float64, so that finite
+    ac.critic = loro.MLP([4, 8, 8, 1], rng, n_nets=2, dtype=np.float64)   # differences are exact
     ac.center, ac.scale = ac.center.astype(np.float64), ac.scale.astype(np.float64)
     ac.bc_weight = bc_weight
     s, a = rng.standard_normal((16, 3)), rng.uniform(-2, 2, (16, 1))
@@ -1826,13 +1821,15 @@ BENCH = os.path.join(os.path.dirname(LORO_PY), "bench")
 @pytest.mark.parametrize("script, says", [
     ("paper.py", "| CliffWalking-v1 | qwen2.5-7b |"), ("standin.py", "| scripted(0.2) |"),
     ("ablation.py", "| CliffWalking-v1 qwen2.5-7b |"), ("nodip.py", "| MountainCar-v0 |"),
-    ("slow.py", "| Pendulum-v1 | step size x 0.03 |"), ("speed.py", "| Acrobot-v1 | linear |"),
-    ("workers.py", "speed-up"), ("diagnose.py", "| (2, 11) | move down |"),
+    ("gain.py", "| undirected | MountainCar-v0 | stand-in (noise 0.2) |"), ("speed.py", "| MountainCar-v0 | linear |"),
+    ("workers.py", "speed-up"), ("diagnose.py", "evaluation 1 after the prior's phase"),
+    ("variants.py", "qwen2.5-7b, first row dropped"), ("identical.py", "prior=qwen2.5-32b: identical"),
     ("sweep.py", "scripted(noise=1), a stand-in")])
 def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     """A smoke test: the figures at this budget mean nothing; the script must run end to end,
     print its table and its wall time, and write its JSON (and slow.py its figure)."""
-    extra = {"slow.py": ["--plot", "slow.png"], "ablation.py": ["--env", "CliffWalking-v1"],
+    extra = {"gain.py": ["--plot", "gain.png"], "ablation.py": ["--env", "CliffWalking-v1"],
+             "variants.py": ["--out", "."], "identical.py": [LORO_PY],
              "sweep.py": ["--noises", "0,1"]}
     code, out, err = run_loro("--seeds", "1", "--budget-scale", "0.08", "--json", "out.json",
                               *extra.get(script, []), cwd=tmp_path, timeout=300,
@@ -1840,7 +1837,7 @@ def test_each_bench_script_runs_at_a_tiny_budget(tmp_path, script, says):
     assert code == 0, err
     assert says in out and "wall time" in out and "load average before" in out
     assert json.load(open(tmp_path / "out.json"))
-    assert script != "slow.py" or (tmp_path / "slow.png").stat().st_size > 10_000
+    assert script != "gain.py" or (tmp_path / "gain.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("args, says", [
