@@ -2394,7 +2394,7 @@ def results_table(results: dict) -> str:
     the agent earned while learning; final return; own steps to the threshold), with notes on
     scaled episodes and shared data where they apply, and what each column means."""
     prior, spec = results["prior"], env_spec(results["env"])
-    split = f"{int(np.mean(prior['steps']))}" if prior["steps"] else "0"
+    split = f"{np.mean(prior['steps']):.0f}" if prior["steps"] else "0"
     rows = [f"{results['env']}: budget {results['budget_steps']} steps, a point every "
             f"{results['eval_every']} steps, {results['config']['exploration']} exploration; "
             f"prior: {prior['source']}",
