@@ -83,7 +83,8 @@ QUIET = lambda *_: None                                        # noqa: E731  a l
 @dataclass
 class Config:
     """Every setting of a run. None means "the default": the environment's budget (§1); for the
-    prior, the shipped Qwen2.5-7B data (data/) where there is some, else the stand-in (§2)."""
+    prior, the shipped Qwen2.5-7B data (data/) where there is some, else the stand-in (§2).
+    cfg.resolved() fills the defaults in, cfg.check() refuses settings that cannot work."""
     env_id: str = "CliffWalking-v1"      # the main job's environment: the paper's headline
     methods: tuple = METHODS             # which of rl, llm, mix, loro, random to run
     seeds: int = 5                       # independent runs per method, each from a fresh learner
@@ -96,6 +97,8 @@ class Config:
     prior: str | None = None             # a shipped dataset's model name (data/), or "scripted"
     prior_noise: float | None = None     # the stand-in's chance of a random answer (None: 0.2)
     dataset: str | None = None           # a recorded .npz to use instead
+    prompt_mode: str = "direct"          # direct | cot (think step by step) | vote (majority), §2
+    votes: int = 5                       # samples per step in vote mode
     # the warm start (steps 2 and 3): three ingredients, each can be switched off (§5)
     init_untried: str = "calibrated"     # where untried actions start (UNTRIED, §5)
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
@@ -104,7 +107,7 @@ class Config:
     exploration: str = "optimistic"      # how the Q-learners explore (EXPLORATIONS, §4)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
-    # a live language model (Appendix B), used when `model` is set
+    # Appendices B and C: the HTTP client to a live language model, used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
     model: str | None = None             # model name as the server knows it
     api_key: str | None = None           # falls back to $OPENAI_API_KEY; never written anywhere
@@ -113,39 +116,13 @@ class Config:
     llm_seed: int | None = 0             # sent as `seed`; some servers ignore it
     timeout: float = 60.0                # seconds to wait for a reply (connect timeout is 5 s)
     retries: int = 4                     # retries of a failed call (429, 500, 503, a timeout...)
-    prompt_mode: str = "direct"          # direct | cot (think step by step) | vote (majority)
-    votes: int = 5                       # samples per step in vote mode
     workers: int = 1                     # episodes collected at once (one HTTP session each)
 
     def resolved(self) -> Config:
-        """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
-        shipped dataset's path, or the stand-in's noise)."""
-        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, None
-        shipped = shipped_datasets(self.env_id)
-        if self.dataset or self.model:
-            if prior is not None:
-                raise LoroError("pass one prior: --prior, --dataset or --model")
-            dataset = self.dataset
-        elif prior is None and noise is None and DEFAULT_PRIOR in shipped:
-            prior, dataset = DEFAULT_PRIOR, shipped[DEFAULT_PRIOR]
-        elif prior in (None, STAND_IN):          # a noise alone asks for the stand-in
-            prior, noise = STAND_IN, STAND_IN_NOISE if noise is None else noise
-        elif prior not in shipped:
-            raise LoroError(f"--prior {prior}: no such dataset is shipped for {self.env_id}; "
-                            f"choose one of {', '.join([*shipped, STAND_IN])}")
-        elif noise is not None:
-            raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} to use "
-                            f"it, or drop it")
-        else:
-            dataset = shipped[prior]
-        return dataclasses.replace(
-            self, prior=prior, dataset=dataset, prior_noise=noise,
-            budget_steps=spec.budget_steps if self.budget_steps is None else self.budget_steps,
-            eval_episodes=spec.eval_episodes if self.eval_episodes is None else self.eval_episodes)
+        return resolve(self)             # Appendix C: the budget and the prior, looked up
 
     def check(self) -> Config:
-        """Refuse settings that cannot work, one line naming the fix (Appendix D)."""
-        return check_config(self)
+        return check_config(self)        # Appendix D: one line that names the fix
 
 
 # --- §1 The environments in words ----------------------------------------------------------------
@@ -2117,7 +2094,34 @@ def to_json(value) -> str:
 
 
 # Each seed's prior for run_experiment (§6): a window of a recorded file, or fresh episodes of
-# the stand-in or a live LLM.
+# the stand-in or a live LLM. What plays it is settled first, by cfg.resolved() (§0).
+
+def resolve(cfg: Config) -> Config:
+    """A copy of cfg with the defaults filled in: budget, evaluation episodes, and the prior (a
+    shipped dataset's path, or the stand-in's noise)."""
+    spec, prior, noise, dataset = env_spec(cfg.env_id), cfg.prior, cfg.prior_noise, None
+    shipped = shipped_datasets(cfg.env_id)
+    if cfg.dataset or cfg.model:
+        if prior is not None:
+            raise LoroError("pass one prior: --prior, --dataset or --model")
+        dataset = cfg.dataset
+    elif prior is None and noise is None and DEFAULT_PRIOR in shipped:
+        prior, dataset = DEFAULT_PRIOR, shipped[DEFAULT_PRIOR]
+    elif prior in (None, STAND_IN):          # a noise alone asks for the stand-in
+        prior, noise = STAND_IN, STAND_IN_NOISE if noise is None else noise
+    elif prior not in shipped:
+        raise LoroError(f"--prior {prior}: no such dataset is shipped for {cfg.env_id}; "
+                        f"choose one of {', '.join([*shipped, STAND_IN])}")
+    elif noise is not None:
+        raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} to use "
+                        f"it, or drop it")
+    else:
+        dataset = shipped[prior]
+    return dataclasses.replace(
+        cfg, prior=prior, dataset=dataset, prior_noise=noise,
+        budget_steps=spec.budget_steps if cfg.budget_steps is None else cfg.budget_steps,
+        eval_episodes=spec.eval_episodes if cfg.eval_episodes is None else cfg.eval_episodes)
+
 
 def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
     """episode -> chat: an HTTP client to the LLM if --model is set, else the stand-in."""
@@ -2215,10 +2219,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs):                # no abbreviations: --dataset is not --datasets
+    def __init__(self, **kwargs):                # no abbreviations: --budget is not --budget-steps
         super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
 
-    def error(self, message):                    # one line, no usage dump
+    def error(self, message):                    # one line (argparse adds the usage, two more)
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
@@ -2263,7 +2267,9 @@ LLM_OPTIONS = [
     ("--workers", dict(type=int, default=Config.workers, help="episodes at once"))]
 
 
-def _add(parser: argparse.ArgumentParser, *option_lists):
+def _add(commands, name: str, text: str, *option_lists):
+    """The command `name` with its options (lists of (flag, argparse settings))."""
+    parser = commands.add_parser(name, help=text)
     for options in option_lists:
         for flag, settings in options:
             parser.add_argument(flag, **settings)
@@ -2304,13 +2310,13 @@ def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
     return path
 
 
-# The range of every number a run accepts: (field, lowest, highest). The replay buffer keeps
+# The range of every number a run accepts: (field, lowest, highest or inf). The replay buffer keeps
 # every step of a run (about 40 bytes each), so the budget is capped at 10 million steps.
 MAX_BUDGET_STEPS = 10_000_000
 LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_000),
           ("eval_every", 1, MAX_BUDGET_STEPS), ("jobs", 1, 256), ("workers", 1, 256),
-          ("votes", 1, 99), ("max_tokens", 1, 1_000_000), ("budget_steps", 1, MAX_BUDGET_STEPS),
-          ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
+          ("votes", 1, math.inf), ("max_tokens", 1, math.inf), ("eval_episodes", 1, 10_000),
+          ("budget_steps", 1, MAX_BUDGET_STEPS), ("pretrain_updates", 0, 10_000_000),
           ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
           ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
           ("timeout", 0.1, 86_400.0))
@@ -2320,49 +2326,52 @@ def _num(x) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
-def check_config(self: Config) -> Config:
-    env_spec(self.env_id)
-    unknown = [m for m in self.methods if m not in METHODS]
-    if unknown or not self.methods:
+def check_config(cfg: Config) -> Config:
+    env_spec(cfg.env_id)
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown or not cfg.methods:
         raise LoroError(f"unknown method {','.join(unknown) or '(none)'}; choose from "
                         f"{','.join(METHODS)}")
-    if len(set(self.methods)) != len(self.methods):
-        raise LoroError(f"--methods names a method twice ({','.join(self.methods)}); "
+    if len(set(cfg.methods)) != len(cfg.methods):
+        raise LoroError(f"--methods names a method twice ({','.join(cfg.methods)}); "
                         f"name each once")
     for name, low, high in LIMITS:           # every number: finite and in range
-        value = getattr(self, name)          # None: a default filled in later
+        value = getattr(cfg, name)          # None: a default filled in later
         if value is not None and not (isinstance(value, (int, float)) and
                                       math.isfinite(value) and low <= value <= high):
+            allowed = (f"of {low} or more" if high == math.inf else
+                       f"from {_num(low)} to {_num(high)}")
             why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
-            raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
-                            f"to {_num(high)}{why}, got {value}")
-    if self.budget_steps is not None and self.budget_steps < self.eval_every:
-        raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
-                        f"({self.eval_every})")
+            raise LoroError(f"--{name.replace('_', '-')} must be a number {allowed}{why}, "
+                            f"got {value}")
+    if cfg.budget_steps is not None and cfg.budget_steps < cfg.eval_every:
+        raise LoroError(f"--budget-steps ({cfg.budget_steps}) must be at least --eval-every "
+                        f"({cfg.eval_every})")
     for name, allowed in (("init_untried", UNTRIED), ("exploration", EXPLORATIONS),
                           ("prompt_mode", PROMPT_MODES)):
-        if getattr(self, name) not in allowed:
+        if getattr(cfg, name) not in allowed:
             raise LoroError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                            f"got {getattr(self, name)!r}")
-    if self.prompt_mode == "vote" and (self.votes < 2 or self.temperature <= 0):
+                            f"got {getattr(cfg, name)!r}")
+    if cfg.prompt_mode == "vote" and (cfg.votes < 2 or cfg.temperature <= 0):
         raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 (e.g. 0.7)")
-    if self.base_url and not self.model:
+    if cfg.base_url and not cfg.model:
         raise LoroError("--base-url needs --model too (the model's name as the server knows it)")
-    if self.base_url and not re.match(r"https?://", self.base_url):
-        raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
-    return self
+    if cfg.base_url and not re.match(r"https?://", cfg.base_url):
+        raise LoroError(f"--base-url {cfg.base_url} must start with http:// or https://")
+    return cfg
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def write_outputs(args, results, figure: Callable):
-    """--json and --plot, both checked before the work began (output_path)."""
+def write_outputs(args, results, figure: Callable | None = None):
+    """--json, and --plot if there is a figure; both were checked before the work began
+    (output_path). bench/ writes its reports with it too."""
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
             json.dump(results, f, default=str)
         print(f"wrote {args.json}")
-    if getattr(args, "plot", None):
+    if figure is not None and getattr(args, "plot", None):
         figure().savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"wrote {args.plot}")
 
@@ -2485,20 +2494,20 @@ def main_job() -> list:
 def main(argv=None):
     parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    new = lambda name, text: commands.add_parser(name, help=text)   # noqa: E731
-    _add(new("run", "the same-budget comparison of rl, llm, mix, loro, random"), PRIOR_OPTIONS,
-         RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))], LLM_OPTIONS)
-    p = new("collect", "record a prior's episodes as a .npz dataset (resumable)")
-    _add(p, [("--env", dict(required=True, help="the environment")),
-             ("--episodes", dict(type=int, default=Config.prior_episodes, help="to play")),
-             ("--out", dict(required=True, help="the dataset file (.npz); run again to resume")),
-             ("--prior-noise", dict(type=float, default=STAND_IN_NOISE, help="the stand-in's")),
-             ("--seed", dict(type=int, default=Config.seed, help="of the episodes"))], LLM_OPTIONS)
-    _add(new("prompt", "print the exact messages the model reads"), PRIOR_OPTIONS[:1],
+    _add(commands, "run", "the same-budget comparison of rl, llm, mix, loro, random",
+         PRIOR_OPTIONS, RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))],
+         LLM_OPTIONS)
+    _add(commands, "collect", "record a prior's episodes as a .npz dataset (resumable)",
+         [("--env", dict(required=True, help="the environment")),
+          ("--episodes", dict(type=int, default=Config.prior_episodes, help="to play")),
+          ("--out", dict(required=True, help="the dataset file (.npz); run again to resume")),
+          ("--prior-noise", dict(type=float, default=STAND_IN_NOISE, help="the stand-in's")),
+          ("--seed", dict(type=int, default=Config.seed, help="of the episodes"))], LLM_OPTIONS)
+    _add(commands, "prompt", "print the exact messages the model reads", PRIOR_OPTIONS[:1],
          [("--prompt-mode", dict(choices=PROMPT_MODES, default="direct", help="§2")),
           ("--seed", dict(type=int, default=0, help="of the first observation"))])
-    _add(new("coverage", "how much of the optimal policy a prior's data covers"), PRIOR_OPTIONS,
-         [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
+    _add(commands, "coverage", "how much of the optimal policy a prior's data covers",
+         PRIOR_OPTIONS, [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
     args = parser.parse_args(argv)
     try:
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only

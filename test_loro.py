@@ -1629,6 +1629,8 @@ def test_cli_bad_inputs_fail_in_one_line(tmp_path, args, says):
     (["--eval-episodes", "0"], "--eval-episodes must be a number from 1 to"),
     (["--jobs", "0"], "--jobs must be a number from 1 to 256, got 0"),
     (["--prior-noise", "2"], "--prior-noise must be a number from 0 to 1, got 2"),
+    (["--votes", "0"], "--votes must be a number of 1 or more, got 0"),      # no upper limit
+    (["--max-tokens", "-5"], "--max-tokens must be a number of 1 or more, got -5"),
     # numbers that are not finite, or out of range, never reach the code
     (["--alpha-scale", "nan"], "--alpha-scale must be a number from 1e-06 to 1000, got nan"),
     (["--alpha-scale", "inf"], "--alpha-scale must be a number from 1e-06 to 1000, got inf"),
