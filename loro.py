@@ -1828,8 +1828,12 @@ def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
 def save_dataset(dataset: Dataset, path: str):
     arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
     tmp = path + ".tmp.npz"                      # write, then rename: never half a file
-    np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):                  # a full disk: no half-written file left behind
+            os.remove(tmp)
 
 
 def load_dataset(path: str, env_id: str | None = None) -> Dataset:
@@ -1850,9 +1854,10 @@ def load_dataset(path: str, env_id: str | None = None) -> Dataset:
                         f"{', '.join(DATASET_KEYS)} and meta")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-        assert isinstance(meta, dict)
-    except (ValueError, AssertionError):
-        raise LoroError(f"{path}: `meta` is not a JSON object") from None
+    except (ValueError, RecursionError):         # RecursionError: nested deeper than it can read
+        meta = None
+    if not isinstance(meta, dict):
+        raise LoroError(f"{path}: `meta` is not a JSON object")
     dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
     problem = check_dataset(dataset, env_id or meta.get("env_id"))
     if problem:
@@ -1871,6 +1876,10 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     if d.meta.get("env_id") != env_id:
         return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
                 f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
+    collection = d.meta.get("collection", {})   # how it was recorded; run reads its step cap
+    cap = collection.get("step_cap") if isinstance(collection, dict) else "?"
+    if cap is not None and (type(cap) is not int or cap < 1):
+        return "meta's `collection` must be a JSON object, its `step_cap` a positive integer"
     spec, space = env_spec(env_id), make_env(env_id).observation_space
     if any(np.ndim(getattr(d, key)) == 0 for key in DATASET_KEYS):
         return "every array must have one row per transition, not a single value"
@@ -1880,9 +1889,12 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     for key in DATASET_KEYS:
         if len(getattr(d, key)) != n:
             return f"`{key}` has {len(getattr(d, key))} rows but `rewards` has {n}"
+    for key in ("rewards", "terminated", "truncated", "episode"):
+        if getattr(d, key).ndim != 1:
+            return f"`{key}` must have shape (N,): one value per row"
     if d.terminated.dtype != bool or d.truncated.dtype != bool:
         return "`terminated` and `truncated` must be bool arrays"
-    if d.episode.dtype.kind not in "iu" or np.any(np.diff(d.episode) < 0):
+    if d.episode.dtype.kind not in "iu" or np.any(d.episode[1:] < d.episode[:-1]):
         return "`episode` must be non-decreasing integers"
     for key in ("obs", "next_obs", "actions", "rewards"):
         x = getattr(d, key)

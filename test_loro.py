@@ -183,6 +183,12 @@ def _corrupt(tmp_path, **changes):
      "`rewards` must be floats of magnitude at most 1e+09"),
     (lambda d: dict(rewards=np.full(len(d.rewards), np.nan)), "`rewards` holds NaN"),
     (lambda d: dict(meta=np.array(json.dumps({"source": "x"}))), "its meta names no env_id"),
+    (lambda d: dict(meta=np.array("[" * 100_000 + "]" * 100_000)), "`meta` is not a JSON object"),
+    (lambda d: dict(meta=np.array(json.dumps(dict(d.meta, collection=dict(step_cap="200"))))),
+     "its `step_cap` a positive integer"),                 # run reads it (the prior's cap)
+    (lambda d: dict(episode=np.stack([d.episode, d.episode], 1)), "`episode` must have shape (N,)"),
+    (lambda d: dict(terminated=np.stack([d.terminated] * 3, 1)), "`terminated` must have shape"),
+    (lambda d: dict(episode=d.episode[::-1].astype(np.uint64)), "non-decreasing"),  # no wrap-around
 ])
 def test_bad_dataset_files_are_rejected_in_one_line(tmp_path, change, message):
     data = small_dataset()
@@ -213,6 +219,70 @@ def test_dataset_of_another_env_and_garbage_files_are_rejected(tmp_path):
         loro.load_dataset(str(garbage), "CliffWalking-v1")
     with pytest.raises(loro.LoroError, match="no such file"):
         loro.load_dataset(str(tmp_path / "missing.npz"), "CliffWalking-v1")
+
+
+def random_json(rng, depth=0):
+    """A random JSON value: null, a bool, numbers large and small, strings, lists, objects."""
+    kind = int(rng.integers(7 if depth < 3 else 5))
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(rng.integers(2))
+    if kind == 2:
+        return int(rng.choice([0, 1, -1, 7, 200, 2**31, -2**63, 10**30]))
+    if kind == 3:
+        return float(rng.choice([0.5, -1.5, 1e-9, 3.7, 1e300, -1e308]))
+    if kind == 4:
+        return str(rng.choice(["", "Action: 2", "CliffWalking-v1", "Nope-v0", "\u2212", "{"]))
+    if kind == 5:
+        return [random_json(rng, depth + 1) for _ in range(int(rng.integers(4)))]
+    return {str(rng.choice(["message", "content", "text", "step_cap", "x"])):
+            random_json(rng, depth + 1) for _ in range(int(rng.integers(4)))}
+
+
+DTYPES = (np.int8, np.uint8, np.int64, np.uint64, np.float16, np.float32, np.float64,
+          np.complex64, bool, "U3", "S2", "datetime64[s]", [("a", "i4")])
+
+
+def random_array(rng, n):
+    """An array of a random dtype and shape, with values a dataset might hold or should not."""
+    shape = [(), (n,), (n, 1), (n, 4), (n - 1,), (0,), (n, 2, 2)][int(rng.integers(7))]
+    values = rng.choice([-2, 0, 1, 3, 47, 1e12, np.nan, np.inf], size=shape)
+    dtype = DTYPES[int(rng.integers(len(DTYPES)))]
+    try:
+        with np.errstate(all="ignore"):
+            return values.astype(dtype)
+    except (ValueError, TypeError, OverflowError):
+        return values
+
+
+def test_random_arrays_and_meta_in_a_dataset_file_are_loaded_or_refused_in_one_line(tmp_path):
+    """A seeded fuzz: an otherwise valid .npz with random dtypes, shapes and meta values. Each
+    file loads as a Dataset, or is refused with one LoroError line; never another exception."""
+    rng, refused = np.random.default_rng(20), 0
+    good = {env_id: small_dataset(env_id, episodes=2) for env_id in ("CliffWalking-v1",
+                                                                     "CartPole-v0")}
+    path = str(tmp_path / "fuzz.npz")
+    for case in range(300):
+        data = good[list(good)[case % 2]]
+        arrays = {k: getattr(data, k) for k in loro.DATASET_KEYS}
+        meta = dict(data.meta)
+        for key in rng.choice(loro.DATASET_KEYS + ("meta",), size=int(rng.integers(1, 3))):
+            if key != "meta":
+                arrays[key] = random_array(rng, len(data))
+            elif rng.random() < 0.5:
+                meta[str(rng.choice(["env_id", "collection", "source", "episodes"]))] = \
+                    random_json(rng)
+            else:
+                meta = random_json(rng)
+        np.savez(path, **arrays, meta=np.array(json.dumps(meta)))
+        try:
+            loaded = loro.load_dataset(path)
+            loaded.select_episodes([0]).episode_returns()
+        except loro.LoroError as error:
+            assert "\n" not in str(error)
+            refused += 1
+    assert 200 < refused < 300                           # most are refused, some load
 
 
 # The LORO paper's own LLM datasets, shipped in data/ (data/README.md)
