@@ -339,13 +339,19 @@ def build_messages(spec: EnvSpec, obs, mode: str = "direct") -> list:
                                         f"Which action do you choose? {reminder}"}]
 
 
-# Parsing a reply. Real replies are messy: a chain of thought full of numbers, "Action: 0",
-# a refusal, a reasoning model's <think> block, nothing at all. Rules in order, the first that
-# yields a legal action wins; the rule's name is counted so a run reports how often it guessed.
+# Parsing a reply. Real replies are messy: a chain of thought full of numbers, "Action: 0", a
+# refusal, a reasoning model's <think> block, nothing at all. The rules, in order, with a CartPole
+# reply each (1: push left, 2: push right); the first that yields a legal action wins, and its
+# name is counted, so a run reports how often it guessed:
+#   tag       "The pole leans right, so I push right.\nAction: 2" or "**Action:** 2"   -> push right
+#   number    "The angle is 0.05, so option 2": the last number that names an action  -> push right
+#   keyword   "Action: 0. Push left, option 1": an illegal tag; the last action word  -> push left
+#   fallback  "I cannot help with that.", or no text at all: a random legal action
+# Before any rule, "<think>1 or 2?</think>" is dropped and a Unicode minus ("−1.5") made ASCII.
 PARSE_RULES = ("tag", "number", "keyword", "fallback")
 _THINK = re.compile(r"^.*?</think>|<think>.*?(?:</think>|$)", re.S | re.I)  # also a lone </think>
 _NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"           # 2, -1.5, .5, 1e-3
-_TAG = re.compile(rf"\baction\s*\**\s*[:=]\s*\**\s*\(?\s*({_NUMBER_TEXT})", re.I)
+_TAG = re.compile(rf"\baction\s*\**\s*[:=]\s*\**\s*\(?\s*({_NUMBER_TEXT})", re.I)  # Action = (2
 _NUMBER = re.compile(_NUMBER_TEXT, re.I)
 _DASH = re.compile(r"[\u2010-\u2015\u2212\ufe63\uff0d](?=\.?\d)")      # dashes before a number
 
@@ -380,48 +386,23 @@ def parse_action(spec: EnvSpec, reply: str | None, rng: np.random.Generator):
     return int(rng.integers(n)), "fallback"
 
 
-@dataclass
-class Reply:
-    """One chat completion: the text (None when the server sent no content) and its cost."""
-    text: str | None
-    finish_reason: str | None = "stop"
-    usage: dict | None = None
-    latency: float = 0.0
-    cached: bool = False
-    key: str | None = None        # the request's hash, for the cache (never includes the API key)
-    retries: int = 0              # failed attempts before this reply came through
-    reasoning: str | None = None  # a reasoning model's thinking, sent beside the answer
-
-
 def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "direct",
-               votes: int = 1, where: tuple = ()):
-    """One step of the LLM policy: prompt, k replies, parse each, majority vote; returns (action,
-    rule, messages, replies). A reply cut at max_tokens or with no content is not parsed; with no
-    usable reply the step falls back to a random action. `where`: (episode, step), for the cache."""
+               votes: int = 1) -> tuple:
+    """One step of the LLM policy: prompt, k replies, parse each, majority vote -> (action, rule).
+    A reply cut at max_tokens or with no content is not parsed; with no usable reply the step
+    falls back to a random action."""
     messages = build_messages(spec, obs, mode)
-    replies = [chat.chat(messages, i, where) for i in range(votes if mode == "vote" else 1)]
+    replies = [chat.chat(messages, i) for i in range(votes if mode == "vote" else 1)]
     usable = [r.text for r in replies if r.text and r.finish_reason != "length"]
     parsed = [parse_action(spec, text, rng) for text in usable]
     parsed = [(action, rule) for action, rule in parsed if rule != "fallback"]
     if not parsed:
-        return parse_action(spec, None, rng) + (messages, replies)
+        return parse_action(spec, None, rng)
     if spec.continuous_range:                    # a vote over torques: their median
-        return np.median([a for a, _ in parsed], axis=0), parsed[0][1], messages, replies
+        return np.median([a for a, _ in parsed], axis=0), parsed[0][1]
     votes_for = collections.Counter(a for a, _ in parsed)   # most_common is stable: a tie goes
     action = votes_for.most_common(1)[0][0]                 # to the earliest vote
-    return action, next(r for a, r in parsed if a == action), messages, replies
-
-
-FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
-
-
-def fallback_cause(replies: list) -> str:
-    """Why a step fell back to a random action: the replies' most telling fault."""
-    if any(r.finish_reason == "length" for r in replies):
-        return "cut at --max-tokens"
-    if not any(r.text and r.text.strip() for r in replies):
-        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
-    return "unparseable"
+    return action, next(r for a, r in parsed if a == action)
 
 
 # --- §3 The dataset ------------------------------------------------------------------------------
@@ -490,28 +471,21 @@ def stream_seed(seed: int, stream: str, index: int = 0) -> int:
 
 
 def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "direct",
-                 votes: int = 1, transcript: Transcript | None = None, stop=None) -> dict:
-    """Roll out one episode of the LLM (or stand-in) policy. Returns its rows and parse counts.
-    Its start and its parser's random fallbacks have seeds of their own: it replays alone."""
+                 votes: int = 1) -> dict:
+    """Roll out one episode of the LLM (or stand-in) policy: its rows, and the parse rule of each
+    step. Its start and its parser's random fallbacks have seeds of their own: it replays alone."""
     env = make_env(spec.env_id)
     rng = np.random.default_rng(stream_seed(seed, "prior parser", episode))
     obs, _ = env.reset(seed=stream_seed(seed, "prior episode", episode))
-    rows, counts = [], dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+    rows, rules = [], []
     while True:
-        if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
-        action, rule, messages, replies = ask_policy(spec, chat, obs, rng, mode, votes,
-                                                     where=(episode, len(rows)))
-        counts[rule] += 1
-        if rule == "fallback":
-            counts[fallback_cause(replies)] += 1
-        if transcript is not None:
-            transcript.log(episode, len(rows), messages, replies, action, rule)
+        action, rule = ask_policy(spec, chat, obs, rng, mode, votes)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         rows.append((obs, action, reward, next_obs, terminated, truncated))
+        rules.append(rule)
         obs = next_obs
         if terminated or truncated:
-            return dict(episode=episode, rows=rows, counts=counts)
+            return dict(episode=episode, rows=rows, rules=rules)
 
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -1594,25 +1568,48 @@ SCRIPTED_RULES = {"CartPole": rule_cartpole, "MountainCar": rule_mountain_car,
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 OPENAI_URL = "https://api.openai.com/v1"
-NO_USAGE = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
+TOKENS = ("prompt_tokens", "completion_tokens")
+NO_USAGE = dict(calls=0, retries=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
 CUT_OFF = "cut off"                              # a reply that stopped short in transit
 
 
+@dataclass
+class Reply:
+    """One chat completion: the text (None when the server sent no content) and its cost."""
+    text: str | None
+    finish_reason: str | None = "stop"           # "length": cut at max_tokens
+    usage: dict | None = None                    # TOKENS, as far as the server counted them
+    latency: float = 0.0
+    cached: bool = False                         # replayed from a transcript, not asked
+    retries: int = 0                             # failed attempts before this reply came through
+    reasoning: str | None = None                 # a reasoning model's thinking, beside the answer
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _amount(value) -> float:
+    """A count or a duration from a server or a file: a number from 0 to 1e15, else 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if number and 0 <= value <= 1e15 else 0
+
+
 class ChatClient:
-    """A minimal Chat Completions client over `requests`: retries, clear errors, a cache,
-    usage accounting. One HTTP session per thread, so episodes can run in parallel."""
+    """A minimal Chat Completions client over `requests`: retries, clear errors, usage
+    accounting. One HTTP session per thread, so episodes can run in parallel."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  temperature: float = 0.0, max_tokens: int = 256, seed: int | None = 0,
-                 timeout: float = 60.0, retries: int = 4, sleep: Callable = time.sleep):
+                 timeout: float = 60.0, retries: int = 4, sleep: Callable | None = None):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.url = self.base_url + "/chat/completions"
         # Local servers ignore the key, but some proxies refuse a request without the header.
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
         self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
-        self.timeout, self.retries, self.sleep = timeout, retries, sleep
+        self.timeout, self.retries = timeout, retries
+        self.sleep = sleep                       # None: wait between retries (tests record them)
         self.name = f"{model} @ {self.base_url}"
-        self.cache: dict = {}                    # request key -> Reply (filled from a transcript)
         self.stats = dict(NO_USAGE)
         self._lock, self._local = threading.Lock(), threading.local()
 
@@ -1637,33 +1634,27 @@ class ChatClient:
             body["seed"] = self.seed + sample
         return body
 
-    def request_key(self, body: dict, sample: int, where: tuple = ()) -> str:
-        """The cache key: a hash of the URL, body and sample index (never the API key). At
-        temperature 0 a prompt has one answer, which a revisited state may replay; when sampling,
-        the key also names the asking (episode, step): a revisited state gets a fresh sample and
-        a resumed episode replays its own answers."""
-        request = dict(url=self.url, sample=sample, **body)
+    def prompt_key(self, messages: list, sample: int = 0) -> str | None:
+        """At temperature 0 a prompt has one answer, which a transcript (Appendix C) may replay
+        at any step that asks it again: its key hashes the URL and the request, never the API
+        key. When sampling, None: every step gets a sample of its own."""
         if self.temperature > 0:
-            request["where"] = list(where)
+            return None
+        request = dict(url=self.url, sample=sample, **self.request(messages, sample))
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
-        body = self.request(messages, sample)
-        key = self.request_key(body, sample, where)
-        if key in self.cache:
-            with self._lock:
-                self.stats["cached"] += 1
-            return dataclasses.replace(self.cache[key], cached=True, key=key)
-        reply = self._post(body)
-        reply.key = key
+    def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
+        """One completion. `stop`, once set (by a collection: another episode gave up, Ctrl-C),
+        ends this call's retries at once."""
+        reply = self._post(self.request(messages, sample), stop or threading.Event())
         with self._lock:
             self.stats["calls"] += 1
             self.stats["seconds"] += reply.latency
-            for name in ("prompt_tokens", "completion_tokens"):
+            for name in TOKENS:
                 self.stats[name] += int((reply.usage or {}).get(name) or 0)
         return reply
 
-    def _post(self, body: dict) -> Reply:
+    def _post(self, body: dict, stop: threading.Event) -> Reply:
         if not hasattr(self._local, "session"):
             self._local.session = requests.Session()
         headers = {"Authorization": f"Bearer {self.api_key}"}
@@ -1696,14 +1687,18 @@ class ChatClient:
                         raise LoroError(problem)
                     wait = retry_after(response.headers)
             cut_offs += problem == CUT_OFF
-            if attempt == self.retries:
+            if attempt == self.retries or stop.is_set():
                 break
             with self._lock:
                 self.stats["retries"] += 1
-            self.sleep(wait if wait is not None else backoff(attempt))
+            pause = wait if wait is not None else backoff(attempt)
+            if self.sleep is not None:
+                self.sleep(pause)
+            elif stop.wait(pause):               # woken early: the collection is stopping
+                break
         if problem == CUT_OFF:
             problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
-        raise LoroError(f"{problem} (gave up after {self.retries} retries)")
+        raise LoroError(f"{problem} (gave up after {attempt} retries)")
 
     def _read(self, response: requests.Response, latency: float) -> Reply | None:
         """A 200 answer -> a Reply; None for JSON that stops short (cut off in transit: a retry
@@ -1806,8 +1801,9 @@ def backoff(attempt: int) -> float:
 
 
 # --- Appendix C. Collection: parallel, resumable, validated --------------------------------------
-# `collect` plays many episodes of play_episode (§3) on worker threads. With an output file it
-# journals every finished episode and every chat call, so a crash or Ctrl-C loses nothing.
+# `collect` plays many episodes of play_episode (§3) on worker threads, each through an
+# EpisodeChat that numbers its steps. With an output file every answer goes at once to a
+# transcript, which a re-run replays: a crash, Ctrl-C or a lost server loses nothing.
 
 def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
     """Finished episodes -> a Dataset, with the parse counts in its metadata."""
@@ -1940,61 +1936,153 @@ def _append(path: str):
 
 
 def _json_lines(path: str):
-    """The records of a JSON-lines file; a line cut short by a crash is skipped."""
+    """The JSON objects of a JSON-lines file; a line cut short by a crash, or any line that is
+    not a JSON object, is skipped."""
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
                     continue
+                if isinstance(record, dict):
+                    yield record
 
 
 class Transcript:
-    """Every chat call as one JSON line: the messages, the reply (and a reasoning model's
-    thinking), the parsed action and rule, latency, usage, retries, episode and step; a step
-    answered from the cache gets a short line marked "cached". The transcript doubles as the
-    request cache: a re-run replays answered prompts from it. Thread-safe; append-only."""
+    """OUT.transcript.jsonl: the collection's settings on its first line, then every answer as
+    one JSON line: episode, step and sample, the messages, the reply (and a reasoning model's
+    thinking), finish_reason, latency, usage, retries, and the prompt's key at temperature 0. A
+    re-run replays the answer of each (episode, step, sample) that asked the same prompt before:
+    exactly what each step got, whatever order the workers ran in and however nondeterministic
+    the server. At temperature 0 it also replays a prompt's one answer at any step that asks it
+    again, as a line marked "cached". Thread-safe; append-only."""
 
-    def __init__(self, path: str):
-        self.path, self.lock, self.cache = path, threading.Lock(), {}
+    def __init__(self, path: str, settings: dict):
+        self.path, self.lock, self.replayed = path, threading.Lock(), 0
+        self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
+        has_settings = False
         for record in _json_lines(path):
-            if record.get("key") and not record.get("cached"):
-                self.cache[record["key"]] = Reply(record["reply"], record["finish_reason"],
-                                                  record.get("usage"), cached=True,
-                                                  reasoning=record.get("reasoning"))
-        self.file = _append(path)
-
-    def log(self, episode: int, step: int, messages: list, replies: list, action, rule: str):
-        for sample, reply in enumerate(replies):
-            record = dict(key=reply.key, episode=episode, step=step, sample=sample,
-                          action=action, rule=rule)
-            if reply.cached:
-                record["cached"] = True
-            else:
-                record.update(messages=messages, reply=reply.text, reasoning=reply.reasoning,
-                              finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                              usage=reply.usage, retries=reply.retries)
-            with self.lock:
-                self.file.write(to_json(record) + "\n")
-                self.file.flush()
-                if reply.key and not reply.cached:
-                    self.cache[reply.key] = dataclasses.replace(reply, cached=True, retries=0)
-
-    def usage(self) -> dict:
-        """Answered calls, retries, tokens and seconds over every run of this collection."""
-        total = dict(NO_USAGE)
-        for record in _json_lines(self.path):
-            if record.get("cached"):
-                total["cached"] += 1
+            if "settings" in record:
+                _same_collection(path, record["settings"], settings)
+                has_settings = True
                 continue
-            total["calls"] += 1
-            total["retries"] += record.get("retries") or 0
-            total["seconds"] += record.get("latency") or 0.0
-            for name in ("prompt_tokens", "completion_tokens"):
-                total[name] += int((record.get("usage") or {}).get(name) or 0)
-        total["seconds"] = round(total["seconds"], 2)
-        return total
+            where = (record.get("episode"), record.get("step"), record.get("sample"))
+            if all(type(x) is int for x in where):
+                self.answers[where] = record
+            if isinstance(record.get("key"), str) and not record.get("cached"):
+                self.by_key[record["key"]] = record
+        self.file = _append(path)
+        if not has_settings:
+            self._write(dict(settings=settings))
+
+    def _write(self, record: dict):
+        with self.lock:
+            self.file.write(to_json(record) + "\n")
+            self.file.flush()
+
+    def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
+        """The answer recorded for this (episode, step, sample), or by `key` for this prompt;
+        None if there is none: then the model is asked."""
+        record = self.answers.get(where)
+        by_key = record is None or record.get("messages") != messages
+        if by_key:
+            record = self.by_key.get(key)
+            if record is None:
+                return None
+        reply = Reply(_text(record.get("reply")), _text(record.get("finish_reason")),
+                      cached=True, reasoning=_text(record.get("reasoning")))
+        if by_key:                               # this step's own line, for an exact replay
+            self.log(where, messages, reply, key, cached=True)
+        with self.lock:
+            self.replayed += 1
+        return reply
+
+    def log(self, where: tuple, messages: list, reply: Reply, key: str | None, cached=False):
+        episode, step, sample = where
+        record = dict(episode=episode, step=step, sample=sample, key=key, messages=messages,
+                      reply=reply.text, reasoning=reply.reasoning,
+                      finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
+                      usage=reply.usage, retries=reply.retries)
+        if cached:
+            record["cached"] = True
+        elif key is not None:
+            self.by_key[key] = record
+        self._write(record)
+
+
+def transcript_usage(path: str) -> dict:
+    """Answered calls, retries, tokens and seconds over every run of a collection."""
+    total = dict(NO_USAGE)
+    for record in _json_lines(path):
+        if "settings" in record or record.get("cached"):
+            continue
+        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+        total["calls"] += 1
+        total["retries"] += int(_amount(record.get("retries")))
+        total["seconds"] += _amount(record.get("latency"))
+        for name in TOKENS:
+            total[name] += int(_amount(usage.get(name)))
+    total["seconds"] = round(total["seconds"], 2)
+    return total
+
+
+class EpisodeChat:
+    """The chat of one episode of a collection, the `chat` that ask_policy (§2) talks to. It
+    numbers the steps (a step asks for sample 0 first), replays what the transcript holds for
+    each (episode, step, sample), logs every new answer, and keeps each step's replies (for the
+    fallback causes). Once `stop` is set (another episode gave up, Ctrl-C) it asks nothing more,
+    and a live model's retries end at once."""
+
+    def __init__(self, chat, episode: int, transcript: Transcript | None, stop: threading.Event):
+        self.inner, self.episode, self.transcript, self.stop = chat, episode, transcript, stop
+        self.steps: list = []                    # per step, its replies
+        self.behind: list = []                   # (messages, sample) replayed, not asked
+
+    def chat(self, messages: list, sample: int = 0) -> Reply:
+        if self.stop.is_set():
+            raise LoroError("stopped: the collection is stopping")
+        if sample == 0:
+            self.steps.append([])
+        where = (self.episode, len(self.steps) - 1, sample)
+        live = isinstance(self.inner, ChatClient)
+        key = self.inner.prompt_key(messages, sample) if live else None
+        reply = self.transcript.replay(where, messages, key) if self.transcript else None
+        if reply is not None:
+            self.behind.append((messages, sample))
+        elif live:
+            reply = self.inner.chat(messages, sample, stop=self.stop)
+        else:        # the stand-in draws from one random stream per episode: it catches up on the
+            for old in self.behind:              # steps replayed, so that it goes on as it would
+                self.inner.chat(*old)            # have without the interruption
+            self.behind.clear()
+            reply = self.inner.chat(messages, sample)
+        if not reply.cached and self.transcript is not None:
+            self.transcript.log(where, messages, reply, key)
+        self.steps[-1].append(reply)
+        return reply
+
+
+FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
+
+
+def fallback_cause(replies: list) -> str:
+    """Why a step fell back to a random action: the replies' most telling fault."""
+    if any(r.finish_reason == "length" for r in replies):
+        return "cut at --max-tokens"
+    if not any(r.text and r.text.strip() for r in replies):
+        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
+    return "unparseable"
+
+
+def episode_counts(rules: list, steps: list) -> dict:
+    """How often each parse rule (§2) chose an episode's action, and why each fallback did."""
+    counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+    for rule, replies in zip(rules, steps):
+        counts[rule] += 1
+        if rule == "fallback":
+            counts[fallback_cause(replies)] += 1
+    return counts
 
 
 def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
@@ -2003,37 +2091,42 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             max_steps: int | None = None) -> Dataset:
     """Step 1 of LORO: the prior plays `n_episodes` (`workers` at a time; steps within one are
     sequential) and its transitions become a Dataset; it stops once they take more than
-    `max_steps` steps (the run's budget). With `out` it is resumable: every finished episode is
-    appended at once to OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (the
-    request cache), so after a crash, Ctrl-C or a lost server the same command asks the model
-    only for what is missing."""
+    `max_steps` steps (the run's budget). With `out` it is resumable: every answer goes at once
+    to OUT.transcript.jsonl, so after a crash, Ctrl-C or a lost server the same command replays
+    them and asks the model only for what is missing. A finished OUT is never rewritten with
+    fewer episodes, or for nothing."""
     if mode not in PROMPT_MODES:
         raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
     meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
         (meta or {}).get("prompt", {}), mode=mode, votes=votes if mode == "vote" else 1))
-    done, journal, transcript = {}, None, None
+    transcript = None
     if out:
-        done = _resume(out, meta, log)
-        journal = _append(out + ".episodes.jsonl")
-        transcript = Transcript(out + ".transcript.jsonl")
-    todo = [e for e in range(n_episodes) if e not in done]
+        settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
+        if os.path.exists(out):
+            old = load_dataset(out)
+            _same_collection(out, old.meta, settings)
+            held = len(np.unique(old.episode))
+            if held >= n_episodes:
+                log(f"  {out} already holds {held} episodes; nothing to collect")
+                old.meta["usage"] = transcript_usage(out + ".transcript.jsonl")
+                return old.select_episodes(range(n_episodes))
+        transcript = Transcript(out + ".transcript.jsonl", settings)
+        if transcript.answers:
+            log(f"  resuming: {len(transcript.answers)} answers found in {transcript.path}")
 
     def one(e):
-        chat = chat_for_episode(e)
-        if transcript is not None and hasattr(chat, "cache"):
-            chat.cache = transcript.cache
-        return play_episode(spec, chat, e, seed, mode, votes, transcript, stop)
+        chat = EpisodeChat(chat_for_episode(e), e, transcript, stop)
+        result = play_episode(spec, chat, e, seed, mode, votes)
+        result["counts"] = episode_counts(result["rules"], chat.steps)
+        return result
 
-    stop, started = threading.Event(), time.time()
+    stop, started, done = threading.Event(), time.time(), {}
     pool = concurrent.futures.ThreadPoolExecutor(max(1, workers))
     try:
-        for future in concurrent.futures.as_completed([pool.submit(one, e) for e in todo]):
+        for future in concurrent.futures.as_completed([pool.submit(one, e)
+                                                       for e in range(n_episodes)]):
             result = future.result()
             done[result["episode"]] = result
-            if journal is not None:                # each line says how it was collected
-                settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-                journal.write(to_json(dict(result, settings=settings)) + "\n")
-                journal.flush()
             steps = sum(len(e["rows"]) for e in done.values())
             log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
                 f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
@@ -2043,12 +2136,12 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
                                 f"({steps} steps after {len(done)} of {n_episodes} episodes); "
                                 f"raise the budget or lower --prior-episodes")
     except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
-        stop.set()
+        stop.set()                                 # the other episodes stop at their next call
         pool.shutdown(wait=True, cancel_futures=True)
-        if journal is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
+        if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
-        journal.close()
-        saved = f"{len(done)} of {n_episodes} episodes are saved in {out}.episodes.jsonl"
+        transcript.file.close()
+        saved = f"{len(done)} of {n_episodes} episodes are saved in {transcript.path}"
         if isinstance(error, KeyboardInterrupt):
             raise LoroError(f"interrupted: {saved}; run the same command again to resume")
         raise LoroError(f"{error} ({saved}; run the same command again to resume)")
@@ -2060,40 +2153,21 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"action ({causes}); the data is mostly a random policy's: check the model, "
             f"--max-tokens and --prompt-mode")
     if out:
-        journal.close()
-        dataset.meta["usage"] = transcript.usage()
-        if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
+        transcript.file.close()
+        if transcript.replayed:
+            log(f"  {transcript.replayed} answers replayed from {transcript.path}")
+        dataset.meta["usage"] = transcript_usage(transcript.path)
+        try:
             save_dataset(dataset, out)
-        else:
-            log(f"  {out} already holds {len(done)} episodes; nothing to collect")
-        os.remove(out + ".episodes.jsonl")
-    return dataset.select_episodes(range(n_episodes))
+        except OSError as error:
+            raise LoroError(f"cannot write {out} ({error.strerror or error}); the {n_episodes} "
+                            f"episodes are safe in {transcript.path}: fix that and run the same "
+                            f"command again, which replays them without asking the model") from None
+    return dataset
 
 
-def _resume(out: str, meta: dict, log: Callable) -> dict:
-    """Finished episodes of an earlier run of the same collection, by episode index: from the
-    finished file OUT, then from the journal OUT.episodes.jsonl of an interrupted run."""
-    done = {}
-    if os.path.exists(out):
-        old = load_dataset(out)
-        _same_collection(out, old.meta, meta)
-        meta["created"] = old.meta.get("created")
-        for i, e in enumerate(np.unique(old.episode)):
-            rows = [tuple(getattr(old, k)[j] for k in DATASET_KEYS[:6])
-                    for j in np.flatnonzero(old.episode == e)]
-            done[int(e)] = dict(episode=int(e), rows=rows,
-                                counts=old.meta["parse_counts_per_episode"][i])
-    journal = out + ".episodes.jsonl"
-    for episode in _json_lines(journal):      # a line cut short by a crash: that episode reruns
-        _same_collection(journal, episode.pop("settings", {}), meta)
-        episode["rows"] = [tuple(row) for row in episode["rows"]]
-        done[episode["episode"]] = episode
-    if done:
-        log(f"  resuming: {len(done)} finished episodes found for {out}")
-    return done
-
-
-def _same_collection(path: str, old: dict, new: dict):
+def _same_collection(path: str, old, new: dict):
+    old = old if isinstance(old, dict) else {}
     for key in ("env_id", "source", "seed", "prompt"):
         if old.get(key) != new.get(key):
             raise LoroError(f"{path} was collected with {key}={old.get(key)!r}, not "
@@ -2447,14 +2521,14 @@ def cmd_collect(args):
     m, returns = dataset.meta, dataset.episode_returns()
     if cfg.model:
         s, total = client.stats, m["usage"]
-        print(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
+        print(f"LLM calls this run: {s['calls']}, "
               f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
               f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
               f"this collection: {total['calls']} calls, {total['retries']} retries, "
               f"{total['seconds']} s")
     print(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
-          f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
-          f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
+          f"{returns.std():.2f}; parsed by {m.get('parse_counts')}; fallback rate "
+          f"{_amount(m.get('fallback_rate')):.1%}; {time.time() - started:.1f} s")
     if before is None or os.path.getmtime(args.out) != before:
         print(f"wrote {args.out} and {args.out}.transcript.jsonl")
     return dataset

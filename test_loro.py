@@ -124,7 +124,7 @@ class ScriptedReplies:
 def test_a_tied_vote_goes_to_the_earliest_vote_not_the_lowest_action():
     spec = loro.env_spec("CliffWalking-v1")
     chat = ScriptedReplies([f"Action: {n}" for n in (3, 3, 1, 1, 2)])
-    action, rule, _, _ = loro.ask_policy(spec, chat, 36, np.random.default_rng(0), "vote", 5)
+    action, rule = loro.ask_policy(spec, chat, 36, np.random.default_rng(0), "vote", 5)
     assert (action, rule) == (2, "tag")              # "3" came first; gymnasium's action 2
 
 
@@ -343,33 +343,74 @@ def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in():
         loro.Config(prior="qwen2.5-32b", prior_noise=0.3).resolved()
 
 
+def counting_stand_in(env_id, asked, broken_at=None):
+    """episode -> the stand-in, which notes in `asked` the episode of every question it answers
+    (and, in episode `broken_at`, fails like a lost server)."""
+    def chat_for_episode(e):
+        chat = loro.ScriptedChat(env_id, 0.3, e)
+        answer = chat.chat
+
+        def counted(messages, sample=0):
+            if e == broken_at:
+                raise loro.LoroError("server gone")
+            asked.append(e)
+            return answer(messages, sample)
+        chat.chat = counted
+        return chat
+    return chat_for_episode
+
+
 def test_collect_resumes_and_never_rewrites_finished_episodes(tmp_path):
     spec = loro.env_spec("FrozenLake-v1")
-    out = str(tmp_path / "fl.npz")
-    calls = []
-
-    def chat_for_episode(e):
-        chat = loro.ScriptedChat(spec.env_id, 0.3, e)
-        if e == 3:                                 # the "server" dies in episode 3
-            def broken(messages, sample=0, where=()):
-                raise loro.LoroError("server gone")
-            chat.chat = broken
-        calls.append(e)
-        return chat
-
+    out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError, match="3 of 5 episodes are saved.*run the same command"):
-        loro.collect(spec, chat_for_episode, 5, out=out, meta=dict(source="s"), log=lambda *_: None)
-    journal = open(out + ".episodes.jsonl").read()
-    calls.clear()
-    data = loro.collect(spec, lambda e: calls.append(e) or loro.ScriptedChat(spec.env_id, 0.3, e),
-                        5, out=out, meta=dict(source="s"), log=lambda *_: None)
-    assert sorted(calls) == [3, 4]                 # only the missing episodes are played again
-    assert data.meta["episodes"] == 5 and not os.path.exists(out + ".episodes.jsonl")
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=3), 5, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    first = collections.Counter(asked)
+    asked.clear()
+    data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 5, out=out,
+                        meta=dict(source="s"), log=lambda *_: None)
+    second, steps = collections.Counter(asked), collections.Counter(data.episode.tolist())
+    assert all(first[e] + second[e] == steps[e] for e in range(5))   # each step asked once, ever
+    assert second[0] == second[1] == second[2] == 0 and second[3] == steps[3]
+    assert data.meta["episodes"] == 5 and sorted(os.listdir(tmp_path)) == [
+        "fl.npz", "fl.npz.transcript.jsonl"]
     fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.3, e), 5,
                          meta=dict(source="s"), log=lambda *_: None)
     for key in loro.DATASET_KEYS:                  # identical to an uninterrupted collection
         np.testing.assert_array_equal(getattr(data, key), getattr(fresh, key))
-    assert len(journal.splitlines()) == 3
+    assert data.meta["parse_counts_per_episode"] == fresh.meta["parse_counts_per_episode"]
+
+
+def test_a_stand_in_episode_cut_mid_way_goes_on_as_if_it_had_not_been(tmp_path):
+    """The transcript replays the first steps of a cut episode; the stand-in, whose rules draw
+    from one random stream per episode, catches up on them before it answers the rest."""
+    spec = loro.env_spec("CliffWalking-v1")
+    out, asked = str(tmp_path / "cw.npz"), []
+
+    def dies_after(n):
+        def chat_for_episode(e):
+            chat = loro.ScriptedChat(spec.env_id, 0.5, e)
+            answer = chat.chat
+
+            def counted(messages, sample=0):
+                if len(asked) == n:
+                    raise loro.LoroError("server gone")
+                asked.append(e)
+                return answer(messages, sample)
+            chat.chat = counted
+            return chat
+        return chat_for_episode
+
+    with pytest.raises(loro.LoroError, match="0 of 1 episodes are saved"):
+        loro.collect(spec, dies_after(7), 1, out=out, meta=dict(source="s"), log=loro.QUIET)
+    data = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1, out=out,
+                        meta=dict(source="s"), log=loro.QUIET)
+    fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1,
+                         meta=dict(source="s"), log=loro.QUIET)
+    assert len(fresh) > 7
+    for key in loro.DATASET_KEYS:
+        np.testing.assert_array_equal(getattr(data, key), getattr(fresh, key))
 
 
 def test_collect_refuses_to_mix_settings(tmp_path):
@@ -1305,7 +1346,7 @@ def test_a_collection_through_a_flaky_server_finishes_and_counts_its_retries(ser
     assert len(np.unique(data.episode)) == 3 and data.meta["parse_counts"]["fallback"] == 0
     assert cut > 0 and chat.stats["retries"] == cut and data.meta["usage"]["retries"] == cut
     assert loro.load_dataset(out).meta["usage"]["retries"] == cut
-    records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    records = [json.loads(line) for line in open(out + ".transcript.jsonl")][1:]   # 0: settings
     assert sum(r["retries"] for r in records) == cut
 
 
@@ -1323,10 +1364,10 @@ def test_content_as_a_list_of_parts_is_read(server):
                                                                    "text": "Action: 2"}]
     server.then(("status", 200, {"choices": [{"message": {"role": "assistant", "content": parts},
                                               "finish_reason": "stop"}]}))
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, _, replies = loro.ask_policy(spec, client(server.base_url), np.zeros(4),
-                                               np.random.default_rng(0))
-    assert (action, rule) == (1, "tag") and replies[0].text.endswith("Action: 2")
+    server.then(server.script[0])
+    spec, chat = loro.env_spec("CartPole-v0"), client(server.base_url)
+    assert chat.chat(cartpole_messages()).text == "The pole leans right.\nAction: 2"
+    assert loro.ask_policy(spec, chat, np.zeros(4), np.random.default_rng(0)) == (1, "tag")
 
 
 def test_a_reasoning_model_with_no_answer_falls_back_and_says_why(server, tmp_path):
@@ -1339,8 +1380,8 @@ def test_a_reasoning_model_with_no_answer_falls_back_and_says_why(server, tmp_pa
     data = loro.collect(loro.env_spec("CartPole-v0"), lambda e: client(server.base_url), 1,
                         out=out, log=loro.QUIET)
     assert data.meta["fallback_causes"]["reasoning, no answer"] == len(data)
-    record = json.loads(open(out + ".transcript.jsonl").readline())
-    assert record["reasoning"] == "The pole leans right, so..." and record["rule"] == "fallback"
+    record = json.loads(open(out + ".transcript.jsonl").readlines()[1])    # 0: the settings
+    assert record["reasoning"] == "The pole leans right, so..." and record["reply"] == ""
 
 
 def test_a_retry_after_of_hours_waits_a_minute(server):
@@ -1354,13 +1395,12 @@ def test_a_retry_after_of_hours_waits_a_minute(server):
 
 @pytest.mark.parametrize("behaviour", [("null",), ("ok", ""), ("length", "Action: 2")])
 def test_unusable_replies_fall_back_to_a_legal_action(server, behaviour):
-    server.then(behaviour)
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, messages, replies = loro.ask_policy(
-        spec, client(server.base_url), np.array([0.0, 0.0, 0.05, 0.0]), np.random.default_rng(0))
-    assert rule == "fallback" and action in (0, 1)
-    assert len(replies) == 1 and len(server.requests) == 1
-    assert replies[0].finish_reason == ("length" if behaviour[0] == "length" else "stop")
+    server.then(behaviour, behaviour)
+    spec, chat, obs = loro.env_spec("CartPole-v0"), client(server.base_url), np.zeros(4)
+    reply = chat.chat(loro.build_messages(spec, obs))
+    assert reply.finish_reason == ("length" if behaviour[0] == "length" else "stop")
+    action, rule = loro.ask_policy(spec, chat, obs, np.random.default_rng(0))
+    assert rule == "fallback" and action in (0, 1) and len(server.requests) == 2
 
 
 def test_a_collection_that_is_mostly_fallbacks_says_so_and_why(server):
@@ -1386,8 +1426,8 @@ def test_collection_counts_unusable_replies_as_fallbacks(server, tmp_path):
     assert data.meta["fallback_rate"] == pytest.approx(3 / len(data))
     assert chat.stats["calls"] == len(data) == len(server.requests)
     records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
-    assert [(r["reply"], r["finish_reason"], r["rule"]) for r in records[:3]] == [
-        (None, "stop", "fallback"), ("", "stop", "fallback"), ("Action: 2", "length", "fallback")]
+    assert [(r["reply"], r["finish_reason"]) for r in records[1:4]] == [
+        (None, "stop"), ("", "stop"), ("Action: 2", "length")]
 
 
 # --- errors that a retry cannot fix ---------------------------------------------------------
@@ -1517,11 +1557,10 @@ def test_request_body_is_explicit_even_with_default_settings(server):
 def test_vote_mode_sends_one_request_per_vote_with_its_own_seed(server):
     server.then(("ok", "Action: 1"), ("ok", "Action: 2"), ("ok", "I push right.\nAction: 2"))
     chat = client(server.base_url, temperature=0.7, max_tokens=32, seed=7)
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, messages, replies = loro.ask_policy(
-        spec, chat, np.array([0.0, 0.0, 0.05, 0.0]), np.random.default_rng(0), mode="vote",
-        votes=3)
-    assert (action, rule, len(replies)) == (1, "tag", 3)              # two votes for "2"
+    spec, obs = loro.env_spec("CartPole-v0"), np.array([0.0, 0.0, 0.05, 0.0])
+    action, rule = loro.ask_policy(spec, chat, obs, np.random.default_rng(0), mode="vote", votes=3)
+    assert (action, rule, len(server.requests)) == (1, "tag", 3)      # two votes for "2"
+    messages = loro.build_messages(spec, obs, "vote")
     bodies = [r["body"] for r in server.requests]
     assert [b["seed"] for b in bodies] == [7, 8, 9]
     assert all(b["messages"] == messages and b["temperature"] == 0.7 and b["max_tokens"] == 32
@@ -1555,12 +1594,11 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
     asked = server.asked()                       # the last one failed; the idle worker may have
     assert asked[:answered + 1] == prompts[:answered + 1]      # started episode 2 meanwhile
     assert asked[answered + 1:] in ([], [prompts[first + int(np.sum(whole.episode == 1))]])
-    records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    settings, *records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    assert settings["settings"]["source"] == f"test @ {server.base_url}"
     assert [r["messages"] for r in records] == prompts[:answered]
     assert [(r["episode"], r["step"]) for r in records[first:]] == [(1, i) for i in range(20)]
     assert all(r["reply"] == cartpole_answer(r["messages"]) for r in records)
-    journal = [json.loads(line) for line in open(out + ".episodes.jsonl")]
-    assert [(e["episode"], len(e["rows"])) for e in journal] == [(0, first)]
     assert not os.path.exists(out)
 
     server.requests.clear()
@@ -1570,15 +1608,13 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
     asked_again = server.asked()
     assert not any(m in prompts[:answered] for m in asked_again)
     assert asked_again == prompts[answered:]
-    assert chat.stats["cached"] == 20 and chat.stats["calls"] == len(whole) - answered
+    assert chat.stats["calls"] == len(whole) - answered
     for key in loro.DATASET_KEYS:                # identical to the uninterrupted collection
         np.testing.assert_array_equal(getattr(data, key), getattr(whole, key))
     assert data.meta["parse_counts"] == whole.meta["parse_counts"]
     records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
-    answered_lines = [r for r in records if not r.get("cached")]
-    assert len(answered_lines) == len(whole)           # one line per answered call, ever
-    assert len(records) - len(answered_lines) == 20    # and a short one per replayed step
-    assert not os.path.exists(out + ".episodes.jsonl")
+    assert len(records) == 1 + len(whole)        # the settings, then one line per answer, ever
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "d.npz.transcript.jsonl"]
     saved = loro.load_dataset(out, "CartPole-v0")
     assert saved.meta["episodes"] == 3
     assert saved.meta["usage"]["calls"] == len(whole)  # usage over both runs, not the last
@@ -1586,8 +1622,8 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
 
 def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     """A finished .npz of other settings is refused (test_collect_refuses_to_mix_settings); the
-    journal of an interrupted collection must be too, or a re-run with another model or seed
-    silently keeps the old episodes under the new settings."""
+    transcript of an interrupted collection must be too, or a re-run with another model or seed
+    silently keeps the old answers under the new settings."""
     out = str(tmp_path / "d.npz")
     server.then(*[("policy",)] * 60)
     server.default = ("status", 503, "overloaded")
@@ -1606,7 +1642,7 @@ def test_cli_collect_then_run_end_to_end(server, tmp_path):
                               cwd=tmp_path)
     assert code == 0, err
     data = loro.load_dataset(str(tmp_path / "X.npz"), "CartPole-v0")
-    calls = re.search(r"^LLM calls this run: (\d+) \(\+0 replayed from the cache\), (\d+) prompt "
+    calls = re.search(r"^LLM calls this run: (\d+), (\d+) prompt "
                       r"\+ (\d+) completion tokens, [\d.]+ s waiting, 0 retries; in all, over "
                       r"every run of this collection: (\d+) calls", out, re.M)
     assert calls, out
@@ -1699,8 +1735,6 @@ def test_cli_bad_inputs_fail_in_one_line(tmp_path, args, says):
     (["--eval-episodes", "0"], "--eval-episodes must be a number from 1 to"),
     (["--jobs", "0"], "--jobs must be a number from 1 to 256, got 0"),
     (["--prior-noise", "2"], "--prior-noise must be a number from 0 to 1, got 2"),
-    (["--votes", "0"], "--votes must be a number of 1 or more, got 0"),      # no upper limit
-    (["--max-tokens", "-5"], "--max-tokens must be a number of 1 or more, got -5"),
     # numbers that are not finite, or out of range, never reach the code
     (["--alpha-scale", "nan"], "--alpha-scale must be a number from 1e-06 to 1000, got nan"),
     (["--alpha-scale", "inf"], "--alpha-scale must be a number from 1e-06 to 1000, got inf"),
@@ -1753,17 +1787,34 @@ def test_cli_run_end_to_end_with_the_stand_in(tmp_path):
 
 
 
-def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampling():
-    messages = cartpole_messages()
+def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampling(server,
+                                                                                  tmp_path):
+    """At temperature 0 a prompt has one answer: the transcript replays it at any step that asks
+    it again. When sampling, every step asks; either way a re-run replays every step."""
+    spec = loro.env_spec("FrozenLake-v1")
+    server.default = ("ok", "Action: 1")                 # always left: a few states, revisited
+    for temperature in (0.0, 0.7):
+        out = str(tmp_path / f"t{temperature}.npz")
+        server.requests.clear()
+        chat = client(server.base_url, temperature=temperature)
+        data = loro.collect(spec, lambda e: chat, 3, out=out, log=loro.QUIET)
+        prompts = [json.dumps(m) for m in server.asked()]
+        records = [json.loads(line) for line in open(out + ".transcript.jsonl")][1:]
+        assert len(records) == len(data) and chat.stats["calls"] == len(prompts)
+        if temperature == 0:
+            assert len(set(prompts)) == len(prompts) < len(data)
+            assert sum(bool(r.get("cached")) for r in records) == len(data) - len(prompts)
+        else:
+            assert len(prompts) == len(data) and not any(r.get("cached") for r in records)
+        os.remove(out)                                   # the transcript alone rebuilds it
+        server.requests.clear()
+        again = loro.collect(spec, lambda e: client(server.base_url, temperature=temperature), 3,
+                             out=out, log=loro.QUIET)
+        assert server.requests == [] and np.array_equal(again.obs, data.obs)
     greedy = loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.0)
-    body = greedy.request(messages)
-    assert greedy.request_key(body, 0, (0, 3)) == greedy.request_key(body, 0, (5, 9))
-    sampling = loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.7)
-    body = sampling.request(messages)
-    assert sampling.request_key(body, 0, (0, 3)) != sampling.request_key(body, 0, (5, 9))
-    assert sampling.request_key(body, 0, (0, 3)) == sampling.request_key(body, 0, (0, 3))
-    assert sampling.request_key(body, 0) != sampling.request_key(body, 1)
-
+    assert greedy.prompt_key(cartpole_messages(), 0) != greedy.prompt_key(cartpole_messages(), 1)
+    assert loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.7).prompt_key(
+        cartpole_messages()) is None
 
 
 @pytest.mark.parametrize("args, says", [
@@ -1786,29 +1837,26 @@ def test_cli_other_commands_reject_bad_inputs_before_working(tmp_path, args, say
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "adir.npz"]
 
 
-def test_a_torn_journal_line_loses_only_its_own_episode(tmp_path):
-    """A crash can cut the journal's last line short; the next line must not glue onto it."""
+def test_a_torn_transcript_line_loses_only_its_own_answer(tmp_path):
+    """A crash can cut the transcript's last line short; the next line must not glue onto it,
+    and the answer it held is asked again."""
     spec = loro.env_spec("FrozenLake-v1")
-    out = str(tmp_path / "fl.npz")
-
-    def chats(fail_at):
-        def chat_for_episode(e):
-            chat = loro.ScriptedChat(spec.env_id, 0.3, e)
-            if e == fail_at:
-                def broken(messages, sample=0, where=()):
-                    raise loro.LoroError("server gone")
-                chat.chat = broken
-            return chat
-        return chat_for_episode
-
+    out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError):
-        loro.collect(spec, chats(2), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    with open(out + ".episodes.jsonl", "a") as f:
-        f.write('{"episode": 3, "rows": [[0, 1')        # torn by a crash
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=2), 4, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    with open(out + ".transcript.jsonl", "a") as f:
+        f.write('{"episode": 3, "step": 0, "sample": 0, "messages": [{"role": "sys')   # torn
     with pytest.raises(loro.LoroError, match="3 of 4 episodes are saved"):
-        loro.collect(spec, chats(3), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    data = loro.collect(spec, chats(None), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    assert data.meta["episodes"] == 4
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=3), 4, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 4, out=out,
+                        meta=dict(source="s"), log=lambda *_: None)
+    fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.3, e), 4,
+                         meta=dict(source="s"), log=lambda *_: None)
+    assert data.meta["episodes"] == 4 and np.array_equal(data.obs, fresh.obs)
+    lines = open(out + ".transcript.jsonl").read().splitlines()
+    assert sum(line.startswith('{"episode": 3, "step": 0, ') for line in lines) == 2
 
 
 def test_collecting_fewer_episodes_than_the_file_holds_keeps_the_file(tmp_path):
