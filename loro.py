@@ -114,7 +114,7 @@ class Config:
     temperature: float = 0.0             # always sent: servers' defaults differ
     max_tokens: int = 256                # room for a short chain of thought
     llm_seed: int | None = 0             # sent as `seed`; some servers ignore it
-    timeout: float = 60.0                # seconds to wait for a reply (connect timeout is 5 s)
+    timeout: float = 60.0                # seconds for a whole call: connect, send, the full reply
     retries: int = 4                     # retries of a failed call (429, 500, 503, a timeout...)
     workers: int = 1                     # episodes collected at once (one HTTP session each)
 
@@ -1596,8 +1596,8 @@ def _amount(value) -> float:
 
 
 class ChatClient:
-    """A minimal Chat Completions client over `requests`: retries, clear errors, usage
-    accounting. One HTTP session per thread, so episodes can run in parallel."""
+    """A minimal Chat Completions client over `requests`: retries, clear errors, a deadline per
+    call, usage accounting. One HTTP session per thread, so episodes can run in parallel."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  temperature: float = 0.0, max_tokens: int = 256, seed: int | None = 0,
@@ -1651,41 +1651,18 @@ class ChatClient:
             self.stats["calls"] += 1
             self.stats["seconds"] += reply.latency
             for name in TOKENS:
-                self.stats[name] += int((reply.usage or {}).get(name) or 0)
+                self.stats[name] += (reply.usage or {}).get(name, 0)
         return reply
 
     def _post(self, body: dict, stop: threading.Event) -> Reply:
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        headers = {"Authorization": f"Bearer {self.api_key}"}
+        """POST with retries; a problem that no retry can heal raises at once."""
         cut_offs = 0
         for attempt in range(self.retries + 1):
-            started, wait = time.time(), None
-            try:
-                response = self._local.session.post(self.url, json=body, headers=headers,
-                                                    timeout=(5.0, self.timeout))  # connect, read
-            except requests.ReadTimeout:
-                problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
-                           f"raise --timeout or check the server")
-            except requests.exceptions.ChunkedEncodingError:    # closed mid-body, or short of
-                problem = CUT_OFF                                # its Content-Length
-            except requests.ConnectionError as error:
-                problem = (f"cannot reach the server at {self.base_url} "
-                           f"({type(error).__name__}); is it running? check --base-url")
-            except requests.RequestException as error:
-                problem = f"the connection to {self.url} failed ({type(error).__name__})"
-            else:
-                if response.status_code == 200:
-                    reply = self._read(response, time.time() - started)
-                    if reply is not None:
-                        reply.retries = attempt
-                        return reply
-                    problem = CUT_OFF
-                else:
-                    problem = self._explain(response)
-                    if response.status_code not in RETRY_STATUSES:
-                        raise LoroError(problem)
-                    wait = retry_after(response.headers)
+            started = time.monotonic()
+            reply, problem, wait = self._attempt(body, started + self.timeout, stop)
+            if reply is not None:
+                reply.latency, reply.retries = time.monotonic() - started, attempt
+                return reply
             cut_offs += problem == CUT_OFF
             if attempt == self.retries or stop.is_set():
                 break
@@ -1700,12 +1677,55 @@ class ChatClient:
             problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
         raise LoroError(f"{problem} (gave up after {attempt} retries)")
 
-    def _read(self, response: requests.Response, latency: float) -> Reply | None:
+    def _attempt(self, body: dict, deadline: float, stop: threading.Event) -> tuple:
+        """One request -> (Reply, None, None), or (None, problem, seconds the server asked us to
+        wait or None) for a problem that a retry may heal; raises for one it cannot."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        try:
+            response = self._local.session.post(
+                self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"},
+                timeout=(min(5.0, self.timeout), self.timeout),    # connect, then each read
+                stream=True, allow_redirects=False)
+            with response:                       # keep the body where requests keeps it
+                response._content = read_body(response, deadline, stop)
+        except requests.ReadTimeout:
+            return None, (f"no complete reply from {self.url} within --timeout "
+                          f"{self.timeout:g} s; raise --timeout or check the server"), None
+        except requests.exceptions.ChunkedEncodingError:   # closed mid-body, or short of its
+            return None, CUT_OFF, None                      # Content-Length
+        except requests.ConnectionError as error:
+            problem, heals = connection_problem(error, self.base_url)
+            if not heals:
+                raise LoroError(problem) from None
+            return None, problem, None
+        except requests.RequestException as error:
+            return None, f"the connection to {self.url} failed ({type(error).__name__})", None
+        code = response.status_code
+        if 300 <= code < 400:                    # it could drop the key or turn POST into GET
+            where = response.headers.get("Location")
+            where = requests.compat.urljoin(self.url, where) if where else "no address"
+            raise LoroError(f"the server at {self.url} answered with a redirect (HTTP {code}) "
+                            f"to {where}, which loro does not follow; set --base-url to the "
+                            f"address it points to")
+        if code == 200:
+            reply = self._read(response)
+            return (reply, None, None) if reply is not None else (None, CUT_OFF, None)
+        problem = self._explain(response)
+        if code not in RETRY_STATUSES:
+            raise LoroError(problem)
+        return None, problem, retry_after(response.headers)
+
+    def _read(self, response: requests.Response) -> Reply | None:
         """A 200 answer -> a Reply; None for JSON that stops short (cut off in transit: a retry
         may heal it). An answer that is not a chat completion will not heal, and raises: a web
-        page (a --base-url without /v1, a login portal), another API's JSON, an error object."""
+        page (a --base-url without /v1, a login portal), another API's JSON, an error object, a
+        `content` that is neither text, a list of text parts nor null. A bookkeeping field of
+        the wrong type (`usage`, `finish_reason`) never costs the answer: it counts as absent."""
         try:
             data = response.json()
+        except RecursionError:                   # nested deeper than Python's decoder goes
+            data = None
         except ValueError:
             data = None
             said_json = "json" in response.headers.get("Content-Type", "json")  # or said nothing
@@ -1713,22 +1733,24 @@ class ChatClient:
                 return None
         if isinstance(data, dict) and "error" in data:      # some servers report errors with 200
             raise LoroError(self._explain(response))
-        try:
-            choice = data["choices"][0]
-            message = choice["message"]
-            content = message.get("content")
-        except (TypeError, KeyError, IndexError, AttributeError):
+        choices = data.get("choices") if isinstance(data, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(content, (str, list, type(None))):
             snippet = " ".join(response.text.replace(self.api_key, "***").split())[:80]
             raise LoroError(f"the server at {self.url} answered with something that is not a "
                             f"chat completion ({snippet!r}); --base-url should be an "
-                            f"OpenAI-compatible API, usually ending in /v1") from None
+                            f"OpenAI-compatible API, usually ending in /v1")
         if isinstance(content, list):            # content as a list of parts: keep the text ones
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            content = "".join(_text(part.get("text")) or "" for part in content
+                              if isinstance(part, dict))
         # reasoning models served by vLLM put their thinking beside the answer, not in it
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        return Reply(content, choice.get("finish_reason"), usage, latency,
-                     reasoning=reasoning if isinstance(reasoning, str) else None)
+        reasoning = _text(message.get("reasoning_content")) or _text(message.get("reasoning"))
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Reply(content, _text(choice.get("finish_reason")),
+                     {name: int(_amount(usage.get(name))) for name in TOKENS},
+                     reasoning=reasoning)
 
     def _explain(self, response: requests.Response) -> str:
         """An error answer -> one line that says what is wrong and what to do."""
@@ -1760,7 +1782,7 @@ def error_message(response: requests.Response, secret: str | None = None) -> str
     (older vLLM), {"detail": ...} (FastAPI), or plain text."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     message = None
     if isinstance(body, dict):
@@ -1798,6 +1820,43 @@ def retry_after(headers) -> float | None:
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
     return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
+
+
+def read_body(response: requests.Response, deadline: float, stop: threading.Event) -> bytes:
+    """The whole body, read as it arrives and given up as a timeout at the deadline (or once
+    `stop` is set), however slowly the server trickles it: requests alone bounds each read of
+    the socket, not the reply. A read that waits longer than --timeout for its next byte ends
+    the same way."""
+    chunks = []
+    try:
+        for chunk in response.iter_content(1):    # byte by byte: no read waits for a fuller chunk
+            if time.monotonic() > deadline or stop.is_set():
+                raise requests.ReadTimeout()
+            chunks.append(chunk)
+    except requests.ConnectionError:             # requests' name for a read that timed out
+        raise requests.ReadTimeout() from None   # mid-body
+    return b"".join(chunks)
+
+
+def connection_problem(error: requests.ConnectionError, base_url: str) -> tuple:
+    """A request that got no HTTP answer -> (one line that says what was there, whether a retry
+    may heal it): nothing listening, something that speaks another protocol, or a closed door."""
+    cause, where = error, base_url.split("/")[2]           # host:port
+    while cause.args and isinstance(cause.args[-1], BaseException):   # requests and urllib3
+        cause = cause.args[-1]                                         # nest the cause in args
+    if isinstance(error, requests.exceptions.SSLError):
+        return (f"the TLS handshake with {where} failed ({cause}); if the server speaks plain "
+                f"HTTP, --base-url should start with http://"), False
+    if isinstance(cause, ConnectionResetError):          # also http.client's RemoteDisconnected
+        return (f"something at {where} accepted the connection but closed it without an HTTP "
+                f"answer ({type(cause).__name__}); check the port of --base-url, and whether "
+                f"it needs https://"), True
+    if type(cause).__module__ == "http.client":        # BadStatusLine: the answer was not HTTP
+        said = str(cause.args[0] if cause.args else cause).strip()[:60]
+        return (f"something listens at {where} but does not speak HTTP: it answered {said!r}; "
+                f"check the port of --base-url"), False
+    return (f"cannot reach the server at {base_url} ({type(error).__name__}); is it running? "
+            f"check --base-url"), True
 
 
 # --- Appendix C. Collection: parallel, resumable, validated --------------------------------------
@@ -2116,7 +2175,11 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
 
     def one(e):
         chat = EpisodeChat(chat_for_episode(e), e, transcript, stop)
-        result = play_episode(spec, chat, e, seed, mode, votes)
+        try:
+            result = play_episode(spec, chat, e, seed, mode, votes)
+        except BaseException:
+            stop.set()                             # the other episodes stop at their next call
+            raise
         result["counts"] = episode_counts(result["rules"], chat.steps)
         return result
 
@@ -2136,7 +2199,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
                                 f"({steps} steps after {len(done)} of {n_episodes} episodes); "
                                 f"raise the budget or lower --prior-episodes")
     except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
-        stop.set()                                 # the other episodes stop at their next call
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
@@ -2346,7 +2409,8 @@ LLM_OPTIONS = [
     ("--temperature", dict(type=float, default=Config.temperature, help="always sent")),
     ("--max-tokens", dict(type=int, default=Config.max_tokens, help="always sent")),
     ("--llm-seed", dict(type=int, default=Config.llm_seed, help="sent as `seed`")),
-    ("--timeout", dict(type=float, default=Config.timeout, help="seconds per reply")),
+    ("--timeout", dict(type=float, default=Config.timeout, help="a deadline in seconds for the "
+                       "whole call (connect, send, the full reply); retried like any timeout")),
     ("--retries", dict(type=int, default=Config.retries, help="of 408/409/429/5xx and timeouts")),
     ("--prompt-mode", dict(choices=PROMPT_MODES, default=Config.prompt_mode, help="§2")),
     ("--votes", dict(type=int, default=Config.votes, help="samples per step in vote mode")),

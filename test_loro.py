@@ -366,13 +366,11 @@ def test_collect_resumes_and_never_rewrites_finished_episodes(tmp_path):
     with pytest.raises(loro.LoroError, match="3 of 5 episodes are saved.*run the same command"):
         loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=3), 5, out=out,
                      meta=dict(source="s"), log=lambda *_: None)
-    first = collections.Counter(asked)
     asked.clear()
     data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 5, out=out,
                         meta=dict(source="s"), log=lambda *_: None)
-    second, steps = collections.Counter(asked), collections.Counter(data.episode.tolist())
-    assert all(first[e] + second[e] == steps[e] for e in range(5))   # each step asked once, ever
-    assert second[0] == second[1] == second[2] == 0 and second[3] == steps[3]
+    again, steps = collections.Counter(asked), collections.Counter(data.episode.tolist())
+    assert [again[e] for e in range(5)] == [0, 0, 0, steps[3], steps[4]]   # only the missing
     assert data.meta["episodes"] == 5 and sorted(os.listdir(tmp_path)) == [
         "fl.npz", "fl.npz.transcript.jsonl"]
     fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.3, e), 5,
@@ -1059,6 +1057,21 @@ def cartpole_answer(messages: list) -> str:
     return "The pole leans left, so I push left.\nAction: 1"
 
 
+MISSING = object()                       # ("fields", {name: MISSING}): a completion without it
+CHOICE_FIELDS, MESSAGE_FIELDS = ("finish_reason", "message", "index"), ("content",
+                                                                        "reasoning_content")
+
+
+def changed(fields: dict, changes: dict, names) -> dict:
+    """`fields` with those of `changes` named in `names` replaced (MISSING: dropped)."""
+    for name in names:
+        if name in changes:
+            fields.pop(name, None)
+            if changes[name] is not MISSING:
+                fields[name] = changes[name]
+    return fields
+
+
 class ChatServer:
     """POST /v1/chat/completions on 127.0.0.1, answering from a script, one behaviour a request:
 
@@ -1071,6 +1084,11 @@ class ChatServer:
         ("raw", code, text[, type])      any status with a plain-text (or `type`) body
         ("cut",)                         200, JSON cut off part-way, its Content-Length matching
         ("short",)                       200, Content-Length promises more; the connection closes
+        ("trickle", seconds, n, text)    200, the body sent n bytes at a time, `seconds` apart
+        ("fields", changes)              200, the policy's completion with fields replaced (any
+                                         JSON, or MISSING: dropped): top-level ones (usage,
+                                         choices, ...), the choice's finish_reason and message,
+                                         the message's content and reasoning_content
         callable(request)                returns one of the above
 
     With the script empty it plays `default` (None: the policy). Any other path gets Ollama's
@@ -1113,6 +1131,8 @@ class ChatServer:
                 if kind == "slow":
                     time.sleep(args[0])
                     kind, args = "ok", args[1:]
+                if kind == "trickle":
+                    return self.trickle(*args, body)
                 if kind == "status":
                     code, payload, headers = (*args, {})[:3]
                     if isinstance(payload, (dict, list)):
@@ -1129,7 +1149,7 @@ class ChatServer:
                     self.wfile.write(data)
                     self.close_connection = kind == "short"
                     return None
-                if kind == "policy":
+                if kind in ("policy", "fields"):
                     content = cartpole_answer(body["messages"])
                 else:                             # "ok", "length": the given text; "null": None
                     content = args[0] if args else None
@@ -1141,11 +1161,28 @@ class ChatServer:
                 with server.lock:
                     for name in server.usage_sent:
                         server.usage_sent[name] += usage[name]
-                self.send(200, json.dumps(dict(
-                    id="chatcmpl-test", object="chat.completion", created=int(time.time()),
-                    model=body.get("model"), usage=usage,
-                    choices=[dict(index=0, message=dict(role="assistant", content=content),
-                                  finish_reason=finish)])), "application/json")
+                changes = args[0] if kind == "fields" else {}
+                message = changed(dict(role="assistant", content=content), changes,
+                                  MESSAGE_FIELDS)
+                choice = changed(dict(index=0, message=message, finish_reason=finish), changes,
+                                 CHOICE_FIELDS)
+                answer = changed(dict(id="chatcmpl-test", object="chat.completion",
+                                      created=int(time.time()), model=body.get("model"),
+                                      usage=usage, choices=[choice]), changes,
+                                 [n for n in changes if n not in CHOICE_FIELDS + MESSAGE_FIELDS])
+                self.send(200, json.dumps(answer), "application/json")
+
+            def trickle(self, seconds, n, text, body):
+                data = json.dumps(dict(choices=[dict(message=dict(role="assistant", content=text),
+                                                     finish_reason="stop")])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(0, len(data), n):
+                    self.wfile.write(data[i:i + n])
+                    self.wfile.flush()
+                    time.sleep(seconds)
 
             def send(self, code, text, content_type, headers=None):
                 data = text.encode()
@@ -1290,7 +1327,7 @@ def test_slow_reply_times_out_with_a_hint(server):
     with pytest.raises(loro.LoroError) as info:
         chat.chat(cartpole_messages())
     message = str(info.value)
-    assert "no reply from" in message and "within --timeout 0.3 s" in message
+    assert "no complete reply from" in message and "within --timeout 0.3 s" in message
     assert "raise --timeout" in message and "gave up after 1 retries" in message
     assert len(server.requests) == 2 and chat.stats["retries"] == 1
     assert time.time() - started < 1.5                    # the client did not wait for the server
@@ -1302,6 +1339,8 @@ def test_slow_reply_times_out_with_a_hint(server):
     ("status", 200, {"model": "test", "message": {"role": "assistant", "content": "hi"},
                      "done": True}),                     # Ollama's native /api/chat answer
     ("status", 200, {"choices": []}),
+    ("fields", {"content": 5}), ("fields", {"content": {"text": "Action: 1"}}),   # not text
+    ("raw", 200, "[" * 100_000 + "]" * 100_000, "application/json"),   # deeper than json reads
 ])
 def test_an_answer_that_is_not_a_chat_completion_is_named_at_once(server, behaviour):
     """A 200 answer that is not a chat completion (a web page, another API) will not heal on
@@ -1540,6 +1579,96 @@ def test_unreachable_server_is_retried_then_named(server):
     assert len(waits) == 2 and chat.stats["retries"] == 2
 
 
+# --- servers that misbehave in other ways: each once printed a traceback, waited in silence,
+# or named the wrong cause (issue 20)
+
+def test_a_bookkeeping_field_of_the_wrong_type_never_costs_the_answer(server, tmp_path):
+    """Token counts that are not numbers count as 0 (a float counts its whole tokens); a
+    finish_reason or reasoning that is not text counts as absent; text parts that are not text
+    are skipped. The answer is kept, and a collection through such a server works."""
+    odd = ("fields", {"usage": {"prompt_tokens": "many", "completion_tokens": 2.9},
+                      "finish_reason": 7, "reasoning_content": ["x"]})
+    server.then(odd, ("fields", {"usage": [1, 2], "content": [{"text": 5}, "x", {"text": "Hi"}]}))
+    chat = client(server.base_url)
+    reply = chat.chat(cartpole_messages())
+    assert reply.text == cartpole_answer(cartpole_messages()) and reply.finish_reason is None
+    assert reply.reasoning is None and chat.stats["prompt_tokens"] == 0
+    assert chat.stats["completion_tokens"] == 2
+    assert chat.chat(cartpole_messages()).text == "Hi" and chat.stats["completion_tokens"] == 2
+    server.default = odd
+    out = str(tmp_path / "odd.npz")
+    data = loro.collect(loro.env_spec("CartPole-v0"), lambda e: chat, 1, out=out, log=loro.QUIET)
+    assert data.meta["parse_counts"]["tag"] == len(data)
+    assert loro.load_dataset(out).meta["usage"]["completion_tokens"] == 2 * len(data)
+
+
+def test_a_reply_trickled_slowly_is_cut_at_the_deadline_and_retried(server):
+    """--timeout is a deadline for the whole call: requests alone bounds each read, and a
+    server that sends a few bytes at a time would keep a step waiting for minutes."""
+    server.then(("trickle", 0.05, 4, "Action: 1"), ("trickle", 0.05, 4, "Action: 1"))
+    chat = client(server.base_url, timeout=0.5, retries=1)
+    started = time.time()
+    with pytest.raises(loro.LoroError, match=r"no complete reply from .* within --timeout 0\.5 s"
+                                             r".*gave up after 1 retries"):
+        chat.chat(cartpole_messages())
+    assert time.time() - started < 1.5 and len(server.requests) == 2   # the body takes 4 s
+    server.then(("trickle", 0.01, 64, "Action: 2"))                    # slow, but in time
+    assert client(server.base_url, timeout=2.0).chat(cartpole_messages()).text == "Action: 2"
+    assert "the whole call (connect, send, the full reply)" in " ".join(
+        dict(loro.LLM_OPTIONS)["--timeout"]["help"].split())
+
+
+@pytest.mark.parametrize("status, location", [(307, "SELF"), (301, "https://elsewhere.test/v1/"
+                                                                   "chat/completions"),
+                                              (308, "/v2/chat/completions")])
+def test_a_redirect_stops_at_once_and_says_where_it_points(server, status, location):
+    """A redirect loop was retried as a transient fault (93 requests) without saying "redirect";
+    loro does not follow redirects (they can drop the key, or turn the POST into a GET)."""
+    target = server.base_url + "/chat/completions" if location == "SELF" else location
+    server.default = ("status", status, "", {"Location": target})
+    with pytest.raises(loro.LoroError) as info:
+        client(server.base_url, retries=2).chat(cartpole_messages())
+    message = str(info.value)
+    assert f"a redirect (HTTP {status}) to " in message and "--base-url" in message
+    assert requests.compat.urljoin(server.base_url + "/", target) in message
+    assert len(server.requests) == 1
+
+
+def listener(behaviour: str) -> int:
+    """A TCP port on 127.0.0.1 where something listens that does not speak HTTP: "ssh" greets
+    with an SSH banner, "close" hangs up at once. Returns the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+
+    def serve():
+        while True:
+            conn, _ = sock.accept()
+            if behaviour == "ssh":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                time.sleep(0.2)
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("what, says, requests_made", [
+    ("ssh", "does not speak HTTP: it answered 'SSH-2.0-OpenSSH_9.6'", 1),
+    ("close", "accepted the connection but closed it without an HTTP answer", 3),
+    ("https", "the TLS handshake with 127.0.0.1:", 1)])
+def test_a_port_that_does_not_speak_http_is_named_for_what_is_there(server, what, says,
+                                                                     requests_made):
+    if what == "https":                          # https:// to a plain HTTP server
+        url, waits = server.base_url.replace("http://", "https://"), []
+    else:
+        url, waits = f"http://127.0.0.1:{listener(what)}/v1", []
+    with pytest.raises(loro.LoroError) as info:
+        client(url, waits, retries=2).chat(cartpole_messages())
+    message = str(info.value)
+    assert says in message and "--base-url" in message and "is it running" not in message
+    assert len(waits) == requests_made - 1 and "\n" not in message
+
+
 # --- what is sent ---------------------------------------------------------------------------
 
 def test_request_body_is_explicit_even_with_default_settings(server):
@@ -1620,6 +1749,49 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
     assert saved.meta["usage"]["calls"] == len(whole)  # usage over both runs, not the last
 
 
+def test_a_final_file_that_cannot_be_written_leaves_the_answers_safe(server, tmp_path,
+                                                                      monkeypatch):
+    def disk_full(dataset, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(loro, "save_dataset", disk_full)
+    out = str(tmp_path / "d.npz")
+    with pytest.raises(loro.LoroError) as info:
+        collect_over_http(client(server.base_url), out, n=2)
+    message, asked = str(info.value), len(server.requests)
+    assert f"cannot write {out} (No space left on device)" in message and "\n" not in message
+    assert f"the 2 episodes are safe in {out}.transcript.jsonl" in message
+    assert "run the same command again, which replays them without asking the model" in message
+    monkeypatch.undo()
+    server.default = ("status", 503, "gone")     # the server is gone: nothing is asked again
+    data = collect_over_http(client(server.base_url, retries=0), out, n=2)
+    assert len(server.requests) == asked and loro.load_dataset(out).meta["episodes"] == 2
+    assert len(data) == asked
+
+
+def test_when_one_call_gives_up_the_episodes_in_flight_stop_at_once(server):
+    """Episode 0's server always fails; episode 1 plays slowly, then fails too, later. When
+    episode 0 gives up, episode 1 stops at once (mid-wait) instead of running out its own
+    retries: the user waits one cycle of retries, not one per worker."""
+    spec = loro.env_spec("CartPole-v0")
+    obs, _ = loro.make_env(spec.env_id).reset(seed=loro.stream_seed(0, "prior episode", 0))
+    first_of_episode_0, started, failed = loro.build_messages(spec, obs), time.time(), []
+    gone = ("status", 503, "overloaded", {"Retry-After": "1.5"})
+
+    def behaviour(request):
+        if request["body"]["messages"] == first_of_episode_0:
+            return gone
+        if time.time() - started < 0.75:
+            return ("slow", 0.1, cartpole_answer(request["body"]["messages"]))
+        failed.append(time.time() - started)
+        return gone
+    server.default = behaviour
+    chat = loro.ChatClient(server.base_url, "test", retries=2, timeout=10)   # it really waits
+    with pytest.raises(loro.LoroError, match="HTTP 503: overloaded.*gave up after 2 retries"):
+        loro.collect(spec, lambda e: chat, 2, workers=2, log=loro.QUIET)
+    elapsed = time.time() - started              # episode 0 gives up at 3 s (0, 1.5, 3)
+    assert len(failed) == 2 and elapsed < 3.6    # episode 1: 0.75, 2.25, and no 3.75
+
+
 def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     """A finished .npz of other settings is refused (test_collect_refuses_to_mix_settings); the
     transcript of an interrupted collection must be too, or a re-run with another model or seed
@@ -1632,6 +1804,35 @@ def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     server.default = None
     with pytest.raises(loro.LoroError, match="collected with"):
         collect_over_http(client(server.base_url, model="model-b"), out)
+
+
+FIELDS = ("content", "finish_reason", "usage", "choices", "message", "reasoning_content",
+          "object", "error", "id")
+
+
+def test_replies_of_random_json_end_in_an_action_a_counted_fallback_or_one_line(server,
+                                                                                tmp_path):
+    """A seeded fuzz: completions with random JSON (strings, numbers, nulls, lists, nested
+    objects) in their fields, or fields missing, each through the real client and a real
+    collection. Each ends in actions, counted fallbacks, or one LoroError line."""
+    rng, spec, ends = np.random.default_rng(20), loro.env_spec("FrozenLake-v1"), []
+    for case in range(120):
+        names = rng.choice(FIELDS, size=int(rng.integers(1, 3)), replace=False)
+        server.default = ("fields", {str(name): random_json(rng) if rng.random() < 0.8
+                                     else MISSING for name in names})
+        out = str(tmp_path / f"{case}.npz")
+        try:
+            data = loro.collect(spec, lambda e: client(server.base_url, retries=0), 1, out=out,
+                                log=loro.QUIET)
+        except loro.LoroError as error:
+            assert "\n" not in str(error)
+            ends.append("one line")
+            continue
+        counts, causes = data.meta["parse_counts"], data.meta["fallback_causes"]
+        assert sum(counts.values()) == len(data) and sum(causes.values()) == counts["fallback"]
+        assert 0 < loro.load_dataset(out).meta["usage"]["calls"] <= len(data)   # t = 0: cached
+        ends.append("fallback" if counts["fallback"] else "action")
+    assert all(ends.count(end) >= 5 for end in ("one line", "fallback", "action")), ends
 
 
 # --- the command line -----------------------------------------------------------------------
