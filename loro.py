@@ -301,8 +301,10 @@ def make_env(env_id: str) -> gym.Env:
 # Step 1 of LORO: at every step the model reads the game, the goal, the legal actions and the
 # observation in words, and answers with an action, numbered from 1 in the prompt (models favour
 # 0 whatever it means) and mapped back to gymnasium's 0-based ones. A "chat" is anything with
-# .chat(messages) -> Reply: a real model behind the HTTP client of Appendix B, or Appendix A's
-# stand-in (rules of thumb, NOT a language model; `noise` dials it from good, 0, to useless, 1).
+# .chat(messages, sample) -> a Reply with its .text and .finish_reason ("length": cut short): a
+# real model behind the HTTP client of Appendix B, or Appendix A's stand-in (rules of thumb, NOT
+# a language model; `noise` dials it from good, 0, to useless, 1). During a collection each
+# episode talks through its own EpisodeChat (Appendix C), which also records what was said.
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -1636,8 +1638,7 @@ class ChatClient:
 
     def prompt_key(self, messages: list, sample: int = 0) -> str | None:
         """At temperature 0 a prompt has one answer, which a transcript (Appendix C) may replay
-        at any step that asks it again: its key hashes the URL and the request, never the API
-        key. When sampling, None: every step gets a sample of its own."""
+        at any step: its key, a hash of URL and request (never the key). Sampling: None."""
         if self.temperature > 0:
             return None
         request = dict(url=self.url, sample=sample, **self.request(messages, sample))
@@ -1703,8 +1704,7 @@ class ChatClient:
             return None, f"the connection to {self.url} failed ({type(error).__name__})", None
         code = response.status_code
         if 300 <= code < 400:                    # it could drop the key or turn POST into GET
-            where = response.headers.get("Location")
-            where = requests.compat.urljoin(self.url, where) if where else "no address"
+            where = requests.compat.urljoin(self.url, response.headers.get("Location", ""))
             raise LoroError(f"the server at {self.url} answered with a redirect (HTTP {code}) "
                             f"to {where}, which loro does not follow; set --base-url to the "
                             f"address it points to")
@@ -1718,10 +1718,9 @@ class ChatClient:
 
     def _read(self, response: requests.Response) -> Reply | None:
         """A 200 answer -> a Reply; None for JSON that stops short (cut off in transit: a retry
-        may heal it). An answer that is not a chat completion will not heal, and raises: a web
-        page (a --base-url without /v1, a login portal), another API's JSON, an error object, a
-        `content` that is neither text, a list of text parts nor null. A bookkeeping field of
-        the wrong type (`usage`, `finish_reason`) never costs the answer: it counts as absent."""
+        may heal it). Raises for one that will not heal: a web page (a --base-url without /v1),
+        another API's JSON, an error object, a `content` not text, parts or null. A bookkeeping
+        field of the wrong type (`usage`, `finish_reason`) counts as absent."""
         try:
             data = response.json()
         except RecursionError:                   # nested deeper than Python's decoder goes
@@ -1823,10 +1822,8 @@ def backoff(attempt: int) -> float:
 
 
 def read_body(response: requests.Response, deadline: float, stop: threading.Event) -> bytes:
-    """The whole body, read as it arrives and given up as a timeout at the deadline (or once
-    `stop` is set), however slowly the server trickles it: requests alone bounds each read of
-    the socket, not the reply. A read that waits longer than --timeout for its next byte ends
-    the same way."""
+    """The body as it arrives, given up as a timeout at the deadline (or once `stop` is set)
+    however slowly it trickles: requests bounds each read of the socket, not the reply."""
     chunks = []
     try:
         for chunk in response.iter_content(1):    # byte by byte: no read waits for a fuller chunk
@@ -2009,16 +2006,15 @@ def _json_lines(path: str):
 
 
 class Transcript:
-    """OUT.transcript.jsonl: the collection's settings on its first line, then every answer as
-    one JSON line: episode, step and sample, the messages, the reply (and a reasoning model's
-    thinking), finish_reason, latency, usage, retries, and the prompt's key at temperature 0. A
-    re-run replays the answer of each (episode, step, sample) that asked the same prompt before:
-    exactly what each step got, whatever order the workers ran in and however nondeterministic
-    the server. At temperature 0 it also replays a prompt's one answer at any step that asks it
-    again, as a line marked "cached". Thread-safe; append-only."""
+    """OUT.transcript.jsonl: the collection's settings, then every answer as one JSON line (its
+    episode, step and sample, messages, reply, a reasoning model's thinking, finish_reason,
+    latency, usage, retries). A re-run replays what each (episode, step, sample) got for the same
+    prompt, exactly, in whatever order the workers ran and however nondeterministic the server;
+    at temperature 0 a prompt's one answer also serves any step that asks it again (a line marked
+    "cached"). Thread-safe; append-only."""
 
     def __init__(self, path: str, settings: dict):
-        self.path, self.lock, self.replayed = path, threading.Lock(), 0
+        self.path, self.lock = path, threading.Lock()
         self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
         has_settings = False
         for record in _json_lines(path):
@@ -2033,16 +2029,10 @@ class Transcript:
                 self.by_key[record["key"]] = record
         self.file = _append(path)
         if not has_settings:
-            self._write(dict(settings=settings))
-
-    def _write(self, record: dict):
-        with self.lock:
-            self.file.write(to_json(record) + "\n")
-            self.file.flush()
+            self.file.write(to_json(dict(settings=settings)) + "\n")
 
     def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
-        """The answer recorded for this (episode, step, sample), or by `key` for this prompt;
-        None if there is none: then the model is asked."""
+        """The answer of this (episode, step, sample), else of this prompt (`key`), else None."""
         record = self.answers.get(where)
         by_key = record is None or record.get("messages") != messages
         if by_key:
@@ -2053,8 +2043,6 @@ class Transcript:
                       cached=True, reasoning=_text(record.get("reasoning")))
         if by_key:                               # this step's own line, for an exact replay
             self.log(where, messages, reply, key, cached=True)
-        with self.lock:
-            self.replayed += 1
         return reply
 
     def log(self, where: tuple, messages: list, reply: Reply, key: str | None, cached=False):
@@ -2067,7 +2055,9 @@ class Transcript:
             record["cached"] = True
         elif key is not None:
             self.by_key[key] = record
-        self._write(record)
+        with self.lock:
+            self.file.write(to_json(record) + "\n")
+            self.file.flush()
 
 
 def transcript_usage(path: str) -> dict:
@@ -2087,11 +2077,9 @@ def transcript_usage(path: str) -> dict:
 
 
 class EpisodeChat:
-    """The chat of one episode of a collection, the `chat` that ask_policy (§2) talks to. It
-    numbers the steps (a step asks for sample 0 first), replays what the transcript holds for
-    each (episode, step, sample), logs every new answer, and keeps each step's replies (for the
-    fallback causes). Once `stop` is set (another episode gave up, Ctrl-C) it asks nothing more,
-    and a live model's retries end at once."""
+    """The `chat` of one episode of a collection (ask_policy's, §2). It numbers the steps (a step
+    asks for sample 0 first), replays the transcript, logs new answers and keeps each step's
+    replies (for the fallback causes). Once `stop` is set it asks nothing more."""
 
     def __init__(self, chat, episode: int, transcript: Transcript | None, stop: threading.Event):
         self.inner, self.episode, self.transcript, self.stop = chat, episode, transcript, stop
@@ -2150,10 +2138,8 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             max_steps: int | None = None) -> Dataset:
     """Step 1 of LORO: the prior plays `n_episodes` (`workers` at a time; steps within one are
     sequential) and its transitions become a Dataset; it stops once they take more than
-    `max_steps` steps (the run's budget). With `out` it is resumable: every answer goes at once
-    to OUT.transcript.jsonl, so after a crash, Ctrl-C or a lost server the same command replays
-    them and asks the model only for what is missing. A finished OUT is never rewritten with
-    fewer episodes, or for nothing."""
+    `max_steps` steps (the run's budget). With `out` every answer goes at once to the transcript,
+    so after a crash, Ctrl-C or a lost server the same command asks only for what is missing."""
     if mode not in PROMPT_MODES:
         raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
     meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
@@ -2217,8 +2203,6 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"--max-tokens and --prompt-mode")
     if out:
         transcript.file.close()
-        if transcript.replayed:
-            log(f"  {transcript.replayed} answers replayed from {transcript.path}")
         dataset.meta["usage"] = transcript_usage(transcript.path)
         try:
             save_dataset(dataset, out)
