@@ -343,15 +343,15 @@ def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in():
         loro.Config(prior="qwen2.5-32b", prior_noise=0.3).resolved()
 
 
-def counting_stand_in(env_id, asked, broken_at=None):
-    """episode -> the stand-in, which notes in `asked` the episode of every question it answers
-    (and, in episode `broken_at`, fails like a lost server)."""
+def counting_stand_in(env_id, asked, fails=lambda episode: False, noise=0.3):
+    """episode -> the stand-in, which notes in `asked` the episode of every question it answers,
+    and fails like a lost server when `fails(episode)`."""
     def chat_for_episode(e):
-        chat = loro.ScriptedChat(env_id, 0.3, e)
+        chat = loro.ScriptedChat(env_id, noise, e)
         answer = chat.chat
 
         def counted(messages, sample=0):
-            if e == broken_at:
+            if fails(e):
                 raise loro.LoroError("server gone")
             asked.append(e)
             return answer(messages, sample)
@@ -364,7 +364,7 @@ def test_collect_resumes_and_never_rewrites_finished_episodes(tmp_path):
     spec = loro.env_spec("FrozenLake-v1")
     out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError, match="3 of 5 episodes are saved.*run the same command"):
-        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=3), 5, out=out,
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 3), 5, out=out,
                      meta=dict(source="s"), log=lambda *_: None)
     asked.clear()
     data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 5, out=out,
@@ -385,23 +385,9 @@ def test_a_stand_in_episode_cut_mid_way_goes_on_as_if_it_had_not_been(tmp_path):
     from one random stream per episode, catches up on them before it answers the rest."""
     spec = loro.env_spec("CliffWalking-v1")
     out, asked = str(tmp_path / "cw.npz"), []
-
-    def dies_after(n):
-        def chat_for_episode(e):
-            chat = loro.ScriptedChat(spec.env_id, 0.5, e)
-            answer = chat.chat
-
-            def counted(messages, sample=0):
-                if len(asked) == n:
-                    raise loro.LoroError("server gone")
-                asked.append(e)
-                return answer(messages, sample)
-            chat.chat = counted
-            return chat
-        return chat_for_episode
-
+    dies_after_7 = counting_stand_in(spec.env_id, asked, lambda e: len(asked) == 7, noise=0.5)
     with pytest.raises(loro.LoroError, match="0 of 1 episodes are saved"):
-        loro.collect(spec, dies_after(7), 1, out=out, meta=dict(source="s"), log=loro.QUIET)
+        loro.collect(spec, dies_after_7, 1, out=out, meta=dict(source="s"), log=loro.QUIET)
     data = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1, out=out,
                         meta=dict(source="s"), log=loro.QUIET)
     fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1,
@@ -2044,12 +2030,12 @@ def test_a_torn_transcript_line_loses_only_its_own_answer(tmp_path):
     spec = loro.env_spec("FrozenLake-v1")
     out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError):
-        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=2), 4, out=out,
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 2), 4, out=out,
                      meta=dict(source="s"), log=lambda *_: None)
     with open(out + ".transcript.jsonl", "a") as f:
         f.write('{"episode": 3, "step": 0, "sample": 0, "messages": [{"role": "sys')   # torn
     with pytest.raises(loro.LoroError, match="3 of 4 episodes are saved"):
-        loro.collect(spec, counting_stand_in(spec.env_id, asked, broken_at=3), 4, out=out,
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 3), 4, out=out,
                      meta=dict(source="s"), log=lambda *_: None)
     data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 4, out=out,
                         meta=dict(source="s"), log=lambda *_: None)
