@@ -2006,29 +2006,30 @@ def _json_lines(path: str):
 
 
 class Transcript:
-    """OUT.transcript.jsonl: the collection's settings, then every answer as one JSON line (its
-    episode, step and sample, messages, reply, a reasoning model's thinking, finish_reason,
-    latency, usage, retries). A re-run replays what each (episode, step, sample) got for the same
-    prompt, exactly, in whatever order the workers ran and however nondeterministic the server;
-    at temperature 0 a prompt's one answer also serves any step that asks it again (a line marked
-    "cached"). Thread-safe; append-only."""
+    """OUT.transcript.jsonl: the collection's settings (once it holds answers, a re-run of other
+    settings is refused), then every answer as one JSON line (episode, step and sample, messages,
+    reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
+    what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
+    workers ran and however nondeterministic the server; at temperature 0 a prompt's one answer
+    also serves any step that asks it again (a line marked "cached"). Append-only."""
 
     def __init__(self, path: str, settings: dict):
         self.path, self.lock = path, threading.Lock()
         self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
-        has_settings = False
+        recorded = None                          # the settings of the answers in the file
         for record in _json_lines(path):
             if "settings" in record:
-                _same_collection(path, record["settings"], settings)
-                has_settings = True
+                recorded = record["settings"]
                 continue
             where = (record.get("episode"), record.get("step"), record.get("sample"))
             if all(type(x) is int for x in where):
                 self.answers[where] = record
             if isinstance(record.get("key"), str) and not record.get("cached"):
                 self.by_key[record["key"]] = record
+        if self.answers and recorded is not None:        # none yet: other settings are fine
+            _same_collection(path, recorded, settings)
         self.file = _append(path)
-        if not has_settings:
+        if recorded != settings:
             self.file.write(to_json(dict(settings=settings)) + "\n")
 
     def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
@@ -2470,13 +2471,13 @@ def check_config(cfg: Config) -> Config:
         raise LoroError(f"--methods names a method twice ({','.join(cfg.methods)}); "
                         f"name each once")
     for name, low, high in LIMITS:           # every number: finite and in range
-        value = getattr(cfg, name)          # None: a default filled in later
+        value = getattr(cfg, name)           # None: a default filled in later
         if value is not None and not (isinstance(value, (int, float)) and
                                       math.isfinite(value) and low <= value <= high):
-            allowed = (f"of {low} or more" if high == math.inf else
-                       f"from {_num(low)} to {_num(high)}")
+            span = (f"of {low} or more" if high == math.inf else
+                    f"from {_num(low)} to {_num(high)}")
             why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
-            raise LoroError(f"--{name.replace('_', '-')} must be a number {allowed}{why}, "
+            raise LoroError(f"--{name.replace('_', '-')} must be a number {span}{why}, "
                             f"got {value}")
     if cfg.budget_steps is not None and cfg.budget_steps < cfg.eval_every:
         raise LoroError(f"--budget-steps ({cfg.budget_steps}) must be at least --eval-every "

@@ -1790,6 +1790,10 @@ def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     server.default = None
     with pytest.raises(loro.LoroError, match="collected with"):
         collect_over_http(client(server.base_url, model="model-b"), out)
+    other = str(tmp_path / "other.npz")          # a first call that failed binds nothing
+    with pytest.raises(loro.LoroError, match="cannot reach"):
+        collect_over_http(client(f"http://127.0.0.1:{unused_port()}/v1", retries=0), other)
+    assert collect_over_http(client(server.base_url), other).meta["episodes"] == 3
 
 
 FIELDS = ("content", "finish_reason", "usage", "choices", "message", "reasoning_content",
