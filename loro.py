@@ -2356,7 +2356,7 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs):                # no abbreviations: --budget is not --budget-steps
         super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
 
-    def error(self, message):                    # one line (argparse adds the usage, two more)
+    def error(self, message):                    # one line (argparse's own prints the usage too)
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
