@@ -84,7 +84,8 @@ def QUIET(*_):
 @dataclass
 class Config:
     """Every setting of a run. None means "the default": the environment's budget (§1); for the
-    prior, the shipped Qwen2.5-7B data (data/) where there is some, else the stand-in (§2)."""
+    prior, the shipped Qwen2.5-7B data (data/) where there is some, else the stand-in (§2).
+    cfg.resolved() fills the defaults in, cfg.check() refuses settings that cannot work."""
     env_id: str = "CliffWalking-v1"      # the main job's environment: the paper's headline
     methods: tuple = METHODS             # which of rl, llm, mix, loro, random to run
     seeds: int = 5                       # independent runs per method, each from a fresh learner
@@ -97,6 +98,8 @@ class Config:
     prior: str | None = None             # a shipped dataset's model name (data/), or "scripted"
     prior_noise: float | None = None     # the stand-in's chance of a random answer (None: 0.2)
     dataset: str | None = None           # a recorded .npz to use instead
+    prompt_mode: str = "direct"          # direct | cot (think step by step) | vote (majority), §2
+    votes: int = 5                       # samples per step in vote mode
     # the warm start (steps 2 and 3): three ingredients, each can be switched off (§5)
     init_untried: str = "calibrated"     # where untried actions start (UNTRIED, §5)
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
@@ -105,48 +108,22 @@ class Config:
     exploration: str = "optimistic"      # how the Q-learners explore (EXPLORATIONS, §4)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
     jobs: int = 1                        # runs in parallel processes (one per core is plenty)
-    # a live language model (Appendix B), used when `model` is set
+    # Appendices B and C: the HTTP client to a live language model, used when `model` is set
     base_url: str | None = None          # e.g. http://localhost:11434/v1 (Ollama), :8000/v1 (vLLM)
     model: str | None = None             # model name as the server knows it
     api_key: str | None = None           # falls back to $OPENAI_API_KEY; never written anywhere
     temperature: float = 0.0             # always sent: servers' defaults differ
     max_tokens: int = 256                # room for a short chain of thought
     llm_seed: int | None = 0             # sent as `seed`; some servers ignore it
-    timeout: float = 60.0                # seconds to wait for a reply (connect timeout is 5 s)
+    timeout: float = 60.0                # seconds for a whole call: connect, send, the full reply
     retries: int = 4                     # retries of a failed call (429, 500, 503, a timeout...)
-    prompt_mode: str = "direct"          # direct | cot (think step by step) | vote (majority)
-    votes: int = 5                       # samples per step in vote mode
     workers: int = 1                     # episodes collected at once (one HTTP session each)
 
     def resolved(self) -> Config:
-        """A copy with the defaults filled in: budget, evaluation episodes, and the prior (a
-        shipped dataset's path, or the stand-in's noise)."""
-        spec, prior, noise, dataset = env_spec(self.env_id), self.prior, self.prior_noise, None
-        shipped = shipped_datasets(self.env_id)
-        if self.dataset or self.model:
-            if prior is not None:
-                raise LoroError("pass one prior: --prior, --dataset or --model")
-            dataset = self.dataset
-        elif prior is None and noise is None and DEFAULT_PRIOR in shipped:
-            prior, dataset = DEFAULT_PRIOR, shipped[DEFAULT_PRIOR]
-        elif prior in (None, STAND_IN):          # a noise alone asks for the stand-in
-            prior, noise = STAND_IN, STAND_IN_NOISE if noise is None else noise
-        elif prior not in shipped:
-            raise LoroError(f"--prior {prior}: no such dataset is shipped for {self.env_id}; "
-                            f"choose one of {', '.join([*shipped, STAND_IN])}")
-        elif noise is not None:
-            raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} to use "
-                            f"it, or drop it")
-        else:
-            dataset = shipped[prior]
-        return dataclasses.replace(
-            self, prior=prior, dataset=dataset, prior_noise=noise,
-            budget_steps=spec.budget_steps if self.budget_steps is None else self.budget_steps,
-            eval_episodes=spec.eval_episodes if self.eval_episodes is None else self.eval_episodes)
+        return resolve(self)             # Appendix C: the budget and the prior, looked up
 
     def check(self) -> Config:
-        """Refuse settings that cannot work, one line naming the fix (Appendix D)."""
-        return check_config(self)
+        return check_config(self)        # Appendix D: one line that names the fix
 
 
 # --- §1 The environments in words ----------------------------------------------------------------
@@ -303,8 +280,10 @@ def make_env(env_id: str) -> gym.Env:
 # Step 1 of LORO: at every step the model reads the game, the goal, the legal actions and the
 # observation in words, and answers with an action, numbered from 1 in the prompt (models favour
 # 0 whatever it means) and mapped back to gymnasium's 0-based ones. A "chat" is anything with
-# .chat(messages) -> Reply: a real model behind the HTTP client of Appendix B, or Appendix A's
-# stand-in (rules of thumb, NOT a language model; `noise` dials it from good, 0, to useless, 1).
+# .chat(messages, sample) -> a Reply with its .text and .finish_reason ("length": cut short): a
+# real model behind the HTTP client of Appendix B, or Appendix A's stand-in (rules of thumb, NOT
+# a language model; `noise` dials it from good, 0, to useless, 1). During a collection each
+# episode talks through its own EpisodeChat (Appendix C), which also records what was said.
 
 ANSWER_FORMATS = {
     "direct": "Answer with one line of the form 'Action: N' and nothing else.",
@@ -341,13 +320,19 @@ def build_messages(spec: EnvSpec, obs, mode: str = "direct") -> list:
                                         f"Which action do you choose? {reminder}"}]
 
 
-# Parsing a reply. Real replies are messy: a chain of thought full of numbers, "Action: 0",
-# a refusal, a reasoning model's <think> block, nothing at all. Rules in order, the first that
-# yields a legal action wins; the rule's name is counted so a run reports how often it guessed.
+# Parsing a reply. Real replies are messy: a chain of thought full of numbers, "Action: 0", a
+# refusal, a reasoning model's <think> block, nothing at all. The rules, in order, with a CartPole
+# reply each (1: push left, 2: push right); the first that yields a legal action wins, and its
+# name is counted, so a run reports how often it guessed:
+#   tag       "The pole leans right, so I push right.\nAction: 2" or "**Action:** 2"   -> push right
+#   number    "The angle is 0.05, so option 2": the last number that names an action  -> push right
+#   keyword   "Action: 0. Push left, option 1": an illegal tag; the last action word  -> push left
+#   fallback  "I cannot help with that.", or no text at all: a random legal action
+# Before any rule, "<think>1 or 2?</think>" is dropped and a Unicode minus ("−1.5") made ASCII.
 PARSE_RULES = ("tag", "number", "keyword", "fallback")
 _THINK = re.compile(r"^.*?</think>|<think>.*?(?:</think>|$)", re.S | re.I)  # also a lone </think>
 _NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"           # 2, -1.5, .5, 1e-3
-_TAG = re.compile(rf"\baction\s*\**\s*[:=]\s*\**\s*\(?\s*({_NUMBER_TEXT})", re.I)
+_TAG = re.compile(rf"\baction\s*\**\s*[:=]\s*\**\s*\(?\s*({_NUMBER_TEXT})", re.I)  # Action = (2
 _NUMBER = re.compile(_NUMBER_TEXT, re.I)
 _DASH = re.compile(r"[\u2010-\u2015\u2212\ufe63\uff0d](?=\.?\d)")      # dashes before a number
 
@@ -382,48 +367,23 @@ def parse_action(spec: EnvSpec, reply: str | None, rng: np.random.Generator):
     return int(rng.integers(n)), "fallback"
 
 
-@dataclass
-class Reply:
-    """One chat completion: the text (None when the server sent no content) and its cost."""
-    text: str | None
-    finish_reason: str | None = "stop"
-    usage: dict | None = None
-    latency: float = 0.0
-    cached: bool = False
-    key: str | None = None        # the request's hash, for the cache (never includes the API key)
-    retries: int = 0              # failed attempts before this reply came through
-    reasoning: str | None = None  # a reasoning model's thinking, sent beside the answer
-
-
 def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "direct",
-               votes: int = 1, where: tuple = ()):
-    """One step of the LLM policy: prompt, k replies, parse each, majority vote; returns (action,
-    rule, messages, replies). A reply cut at max_tokens or with no content is not parsed; with no
-    usable reply the step falls back to a random action. `where`: (episode, step), for the cache."""
+               votes: int = 1) -> tuple:
+    """One step of the LLM policy: prompt, k replies, parse each, majority vote -> (action, rule).
+    A reply cut at max_tokens or with no content is not parsed; with no usable reply the step
+    falls back to a random action."""
     messages = build_messages(spec, obs, mode)
-    replies = [chat.chat(messages, i, where) for i in range(votes if mode == "vote" else 1)]
+    replies = [chat.chat(messages, i) for i in range(votes if mode == "vote" else 1)]
     usable = [r.text for r in replies if r.text and r.finish_reason != "length"]
     parsed = [parse_action(spec, text, rng) for text in usable]
     parsed = [(action, rule) for action, rule in parsed if rule != "fallback"]
     if not parsed:
-        return parse_action(spec, None, rng) + (messages, replies)
+        return parse_action(spec, None, rng)
     if spec.continuous_range:                    # a vote over torques: their median
-        return np.median([a for a, _ in parsed], axis=0), parsed[0][1], messages, replies
+        return np.median([a for a, _ in parsed], axis=0), parsed[0][1]
     votes_for = collections.Counter(a for a, _ in parsed)   # most_common is stable: a tie goes
     action = votes_for.most_common(1)[0][0]                 # to the earliest vote
-    return action, next(r for a, r in parsed if a == action), messages, replies
-
-
-FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
-
-
-def fallback_cause(replies: list) -> str:
-    """Why a step fell back to a random action: the replies' most telling fault."""
-    if any(r.finish_reason == "length" for r in replies):
-        return "cut at --max-tokens"
-    if not any(r.text and r.text.strip() for r in replies):
-        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
-    return "unparseable"
+    return action, next(r for a, r in parsed if a == action)
 
 
 # --- §3 The dataset ------------------------------------------------------------------------------
@@ -495,28 +455,21 @@ def stream_seed(seed: int, stream: str, index: int = 0) -> int:
 
 
 def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "direct",
-                 votes: int = 1, transcript: Transcript | None = None, stop=None) -> dict:
-    """Roll out one episode of the LLM (or stand-in) policy. Returns its rows and parse counts.
-    Its start and its parser's random fallbacks have seeds of their own: it replays alone."""
+                 votes: int = 1) -> dict:
+    """Roll out one episode of the LLM (or stand-in) policy: its rows, and the parse rule of each
+    step. Its start and its parser's random fallbacks have seeds of their own: it replays alone."""
     env = make_env(spec.env_id)
     rng = np.random.default_rng(stream_seed(seed, "prior parser", episode))
     obs, _ = env.reset(seed=stream_seed(seed, "prior episode", episode))
-    rows, counts = [], dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+    rows, rules = [], []
     while True:
-        if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
-        action, rule, messages, replies = ask_policy(spec, chat, obs, rng, mode, votes,
-                                                     where=(episode, len(rows)))
-        counts[rule] += 1
-        if rule == "fallback":
-            counts[fallback_cause(replies)] += 1
-        if transcript is not None:
-            transcript.log(episode, len(rows), messages, replies, action, rule)
+        action, rule = ask_policy(spec, chat, obs, rng, mode, votes)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         rows.append((obs, action, reward, next_obs, terminated, truncated))
+        rules.append(rule)
         obs = next_obs
         if terminated or truncated:
-            return dict(episode=episode, rows=rows, counts=counts)
+            return dict(episode=episode, rows=rows, rules=rules)
 
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -1644,25 +1597,48 @@ SCRIPTED_RULES = {"CartPole": rule_cartpole, "MountainCar": rule_mountain_car,
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 OPENAI_URL = "https://api.openai.com/v1"
-NO_USAGE = dict(calls=0, cached=0, retries=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
+TOKENS = ("prompt_tokens", "completion_tokens")
+NO_USAGE = dict(calls=0, retries=0, prompt_tokens=0, completion_tokens=0, seconds=0.0)
 CUT_OFF = "cut off"                              # a reply that stopped short in transit
 
 
+@dataclass
+class Reply:
+    """One chat completion: the text (None when the server sent no content) and its cost."""
+    text: str | None
+    finish_reason: str | None = "stop"           # "length": cut at max_tokens
+    usage: dict | None = None                    # TOKENS, as far as the server counted them
+    latency: float = 0.0
+    cached: bool = False                         # replayed from a transcript, not asked
+    retries: int = 0                             # failed attempts before this reply came through
+    reasoning: str | None = None                 # a reasoning model's thinking, beside the answer
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _amount(value) -> float:
+    """A count or a duration from a server or a file: a number from 0 to 1e15, else 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if number and 0 <= value <= 1e15 else 0
+
+
 class ChatClient:
-    """A minimal Chat Completions client over `requests`: retries, clear errors, a cache,
-    usage accounting. One HTTP session per thread, so episodes can run in parallel."""
+    """A minimal Chat Completions client over `requests`: retries, clear errors, a deadline per
+    call, usage accounting. One HTTP session per thread, so episodes can run in parallel."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  temperature: float = 0.0, max_tokens: int = 256, seed: int | None = 0,
-                 timeout: float = 60.0, retries: int = 4, sleep: Callable = time.sleep):
+                 timeout: float = 60.0, retries: int = 4, sleep: Callable | None = None):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.url = self.base_url + "/chat/completions"
         # Local servers ignore the key, but some proxies refuse a request without the header.
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
         self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
-        self.timeout, self.retries, self.sleep = timeout, retries, sleep
+        self.timeout, self.retries = timeout, retries
+        self.sleep = sleep                       # None: wait between retries (tests record them)
         self.name = f"{model} @ {self.base_url}"
-        self.cache: dict = {}                    # request key -> Reply (filled from a transcript)
         self.stats = dict(NO_USAGE)
         self._lock, self._local = threading.Lock(), threading.local()
 
@@ -1687,80 +1663,95 @@ class ChatClient:
             body["seed"] = self.seed + sample
         return body
 
-    def request_key(self, body: dict, sample: int, where: tuple = ()) -> str:
-        """The cache key: a hash of the URL, body and sample index (never the API key). At
-        temperature 0 a prompt has one answer, which a revisited state may replay; when sampling,
-        the key also names the asking (episode, step): a revisited state gets a fresh sample and
-        a resumed episode replays its own answers."""
-        request = dict(url=self.url, sample=sample, **body)
+    def prompt_key(self, messages: list, sample: int = 0) -> str | None:
+        """At temperature 0 a prompt has one answer, which a transcript (Appendix C) may replay
+        at any step: its key, a hash of URL and request (never the key). Sampling: None."""
         if self.temperature > 0:
-            request["where"] = list(where)
+            return None
+        request = dict(url=self.url, sample=sample, **self.request(messages, sample))
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
-        body = self.request(messages, sample)
-        key = self.request_key(body, sample, where)
-        if key in self.cache:
-            with self._lock:
-                self.stats["cached"] += 1
-            return dataclasses.replace(self.cache[key], cached=True, key=key)
-        reply = self._post(body)
-        reply.key = key
+    def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
+        """One completion. `stop`, once set (by a collection: another episode gave up, Ctrl-C),
+        ends this call's retries at once."""
+        reply = self._post(self.request(messages, sample), stop or threading.Event())
         with self._lock:
             self.stats["calls"] += 1
             self.stats["seconds"] += reply.latency
-            for name in ("prompt_tokens", "completion_tokens"):
-                self.stats[name] += int((reply.usage or {}).get(name) or 0)
+            for name in TOKENS:
+                self.stats[name] += (reply.usage or {}).get(name, 0)
         return reply
 
-    def _post(self, body: dict) -> Reply:
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        headers = {"Authorization": f"Bearer {self.api_key}"}
+    def _post(self, body: dict, stop: threading.Event) -> Reply:
+        """POST with retries; a problem that no retry can heal raises at once."""
         cut_offs = 0
         for attempt in range(self.retries + 1):
-            started, wait = time.time(), None
-            try:
-                response = self._local.session.post(self.url, json=body, headers=headers,
-                                                    timeout=(5.0, self.timeout))  # connect, read
-            except requests.ReadTimeout:
-                problem = (f"no reply from {self.url} within --timeout {self.timeout:g} s; "
-                           f"raise --timeout or check the server")
-            except requests.exceptions.ChunkedEncodingError:    # closed mid-body, or short of
-                problem = CUT_OFF                                # its Content-Length
-            except requests.ConnectionError as error:
-                problem = (f"cannot reach the server at {self.base_url} "
-                           f"({type(error).__name__}); is it running? check --base-url")
-            except requests.RequestException as error:
-                problem = f"the connection to {self.url} failed ({type(error).__name__})"
-            else:
-                if response.status_code == 200:
-                    reply = self._read(response, time.time() - started)
-                    if reply is not None:
-                        reply.retries = attempt
-                        return reply
-                    problem = CUT_OFF
-                else:
-                    problem = self._explain(response)
-                    if response.status_code not in RETRY_STATUSES:
-                        raise LoroError(problem)
-                    wait = retry_after(response.headers)
+            started = time.monotonic()
+            reply, problem, wait = self._attempt(body, started + self.timeout, stop)
+            if reply is not None:
+                reply.latency, reply.retries = time.monotonic() - started, attempt
+                return reply
             cut_offs += problem == CUT_OFF
-            if attempt == self.retries:
+            if attempt == self.retries or stop.is_set():
                 break
             with self._lock:
                 self.stats["retries"] += 1
-            self.sleep(wait if wait is not None else backoff(attempt))
+            pause = wait if wait is not None else backoff(attempt)
+            if self.sleep is not None:
+                self.sleep(pause)
+            elif stop.wait(pause):               # woken early: the collection is stopping
+                break
         if problem == CUT_OFF:
             problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
-        raise LoroError(f"{problem} (gave up after {self.retries} retries)")
+        raise LoroError(f"{problem} (gave up after {attempt} retries)")
 
-    def _read(self, response: requests.Response, latency: float) -> Reply | None:
+    def _attempt(self, body: dict, deadline: float, stop: threading.Event) -> tuple:
+        """One request -> (Reply, None, None), or (None, problem, seconds the server asked us to
+        wait or None) for a problem that a retry may heal; raises for one it cannot."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        try:
+            response = self._local.session.post(
+                self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"},
+                timeout=(min(5.0, self.timeout), self.timeout),    # connect, then each read
+                stream=True, allow_redirects=False)
+            with response:                       # keep the body where requests keeps it
+                response._content = read_body(response, deadline, stop)
+        except requests.ReadTimeout:
+            return None, (f"no complete reply from {self.url} within --timeout "
+                          f"{self.timeout:g} s; raise --timeout or check the server"), None
+        except requests.exceptions.ChunkedEncodingError:   # closed mid-body, or short of its
+            return None, CUT_OFF, None                      # Content-Length
+        except requests.ConnectionError as error:
+            problem, heals = connection_problem(error, self.base_url)
+            if not heals:
+                raise LoroError(problem) from None
+            return None, problem, None
+        except requests.RequestException as error:
+            return None, f"the connection to {self.url} failed ({type(error).__name__})", None
+        code = response.status_code
+        if 300 <= code < 400:                    # it could drop the key or turn POST into GET
+            where = requests.compat.urljoin(self.url, response.headers.get("Location", ""))
+            raise LoroError(f"the server at {self.url} answered with a redirect (HTTP {code}) "
+                            f"to {where}, which loro does not follow; set --base-url to the "
+                            f"address it points to")
+        if code == 200:
+            reply = self._read(response)
+            return (reply, None, None) if reply is not None else (None, CUT_OFF, None)
+        problem = self._explain(response)
+        if code not in RETRY_STATUSES:
+            raise LoroError(problem)
+        return None, problem, retry_after(response.headers)
+
+    def _read(self, response: requests.Response) -> Reply | None:
         """A 200 answer -> a Reply; None for JSON that stops short (cut off in transit: a retry
-        may heal it). An answer that is not a chat completion will not heal, and raises: a web
-        page (a --base-url without /v1, a login portal), another API's JSON, an error object."""
+        may heal it). Raises for one that will not heal: a web page (a --base-url without /v1),
+        another API's JSON, an error object, a `content` not text, parts or null. A bookkeeping
+        field of the wrong type (`usage`, `finish_reason`) counts as absent."""
         try:
             data = response.json()
+        except RecursionError:                   # nested deeper than Python's decoder goes
+            data = None
         except ValueError:
             data = None
             said_json = "json" in response.headers.get("Content-Type", "json")  # or said nothing
@@ -1768,22 +1759,24 @@ class ChatClient:
                 return None
         if isinstance(data, dict) and "error" in data:      # some servers report errors with 200
             raise LoroError(self._explain(response))
-        try:
-            choice = data["choices"][0]
-            message = choice["message"]
-            content = message.get("content")
-        except (TypeError, KeyError, IndexError, AttributeError):
+        choices = data.get("choices") if isinstance(data, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(content, (str, list, type(None))):
             snippet = " ".join(response.text.replace(self.api_key, "***").split())[:80]
             raise LoroError(f"the server at {self.url} answered with something that is not a "
                             f"chat completion ({snippet!r}); --base-url should be an "
-                            f"OpenAI-compatible API, usually ending in /v1") from None
+                            f"OpenAI-compatible API, usually ending in /v1")
         if isinstance(content, list):            # content as a list of parts: keep the text ones
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            content = "".join(_text(part.get("text")) or "" for part in content
+                              if isinstance(part, dict))
         # reasoning models served by vLLM put their thinking beside the answer, not in it
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        return Reply(content, choice.get("finish_reason"), usage, latency,
-                     reasoning=reasoning if isinstance(reasoning, str) else None)
+        reasoning = _text(message.get("reasoning_content")) or _text(message.get("reasoning"))
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Reply(content, _text(choice.get("finish_reason")),
+                     {name: int(_amount(usage.get(name))) for name in TOKENS},
+                     reasoning=reasoning)
 
     def _explain(self, response: requests.Response) -> str:
         """An error answer -> one line that says what is wrong and what to do."""
@@ -1815,7 +1808,7 @@ def error_message(response: requests.Response, secret: str | None = None) -> str
     (older vLLM), {"detail": ...} (FastAPI), or plain text."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     message = None
     if isinstance(body, dict):
@@ -1855,9 +1848,45 @@ def backoff(attempt: int) -> float:
     return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
 
 
+def read_body(response: requests.Response, deadline: float, stop: threading.Event) -> bytes:
+    """The body as it arrives, given up as a timeout at the deadline (or once `stop` is set)
+    however slowly it trickles: requests bounds each read of the socket, not the reply."""
+    chunks = []
+    try:
+        for chunk in response.iter_content(1):    # byte by byte: no read waits for a fuller chunk
+            if time.monotonic() > deadline or stop.is_set():
+                raise requests.ReadTimeout()
+            chunks.append(chunk)
+    except requests.ConnectionError:             # requests' name for a read that timed out
+        raise requests.ReadTimeout() from None   # mid-body
+    return b"".join(chunks)
+
+
+def connection_problem(error: requests.ConnectionError, base_url: str) -> tuple:
+    """A request that got no HTTP answer -> (one line that says what was there, whether a retry
+    may heal it): nothing listening, something that speaks another protocol, or a closed door."""
+    cause, where = error, base_url.split("/")[2]           # host:port
+    while cause.args and isinstance(cause.args[-1], BaseException):   # requests and urllib3
+        cause = cause.args[-1]                                         # nest the cause in args
+    if isinstance(error, requests.exceptions.SSLError):
+        return (f"the TLS handshake with {where} failed ({cause}); if the server speaks plain "
+                f"HTTP, --base-url should start with http://"), False
+    if isinstance(cause, ConnectionResetError):          # also http.client's RemoteDisconnected
+        return (f"something at {where} accepted the connection but closed it without an HTTP "
+                f"answer ({type(cause).__name__}); check the port of --base-url, and whether "
+                f"it needs https://"), True
+    if type(cause).__module__ == "http.client":        # BadStatusLine: the answer was not HTTP
+        said = str(cause.args[0] if cause.args else cause).strip()[:60]
+        return (f"something listens at {where} but does not speak HTTP: it answered {said!r}; "
+                f"check the port of --base-url"), False
+    return (f"cannot reach the server at {base_url} ({type(error).__name__}); is it running? "
+            f"check --base-url"), True
+
+
 # --- Appendix C. Collection: parallel, resumable, validated --------------------------------------
-# `collect` plays many episodes of play_episode (§3) on worker threads. With an output file it
-# journals every finished episode and every chat call, so a crash or Ctrl-C loses nothing.
+# `collect` plays many episodes of play_episode (§3) on worker threads, each through an
+# EpisodeChat that numbers its steps. With an output file every answer goes at once to a
+# transcript, which a re-run replays: a crash, Ctrl-C or a lost server loses nothing.
 
 def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
     """Finished episodes -> a Dataset, with the parse counts in its metadata."""
@@ -1878,8 +1907,12 @@ def _as_dataset(spec: EnvSpec, episodes: list, meta: dict) -> Dataset:
 def save_dataset(dataset: Dataset, path: str):
     arrays = {k: getattr(dataset, k) for k in DATASET_KEYS}
     tmp = path + ".tmp.npz"                      # write, then rename: never half a file
-    np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays, meta=np.array(to_json(dataset.meta)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):                  # a full disk: no half-written file left behind
+            os.remove(tmp)
 
 
 def load_dataset(path: str, env_id: str | None = None) -> Dataset:
@@ -1900,9 +1933,10 @@ def load_dataset(path: str, env_id: str | None = None) -> Dataset:
                         f"{', '.join(DATASET_KEYS)} and meta")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-        assert isinstance(meta, dict)
-    except (ValueError, AssertionError):
-        raise LoroError(f"{path}: `meta` is not a JSON object") from None
+    except (ValueError, RecursionError):         # RecursionError: nested deeper than it can read
+        meta = None
+    if not isinstance(meta, dict):
+        raise LoroError(f"{path}: `meta` is not a JSON object")
     dataset = Dataset(**{k: arrays[k] for k in DATASET_KEYS}, meta=meta)
     problem = check_dataset(dataset, env_id or meta.get("env_id"))
     if problem:
@@ -1921,6 +1955,10 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     if d.meta.get("env_id") != env_id:
         return (f"collected on {d.meta.get('env_id')!r}, not {env_id!r}; "
                 f"pass --env {d.meta.get('env_id')} or a dataset of {env_id}")
+    collection = d.meta.get("collection", {})   # how it was recorded; run reads its step cap
+    cap = collection.get("step_cap") if isinstance(collection, dict) else "?"
+    if cap is not None and (type(cap) is not int or cap < 1):
+        return "meta's `collection` must be a JSON object, its `step_cap` a positive integer"
     spec, space = env_spec(env_id), make_env(env_id).observation_space
     if any(np.ndim(getattr(d, key)) == 0 for key in DATASET_KEYS):
         return "every array must have one row per transition, not a single value"
@@ -1930,9 +1968,12 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     for key in DATASET_KEYS:
         if len(getattr(d, key)) != n:
             return f"`{key}` has {len(getattr(d, key))} rows but `rewards` has {n}"
+    for key in ("rewards", "terminated", "truncated", "episode"):
+        if getattr(d, key).ndim != 1:
+            return f"`{key}` must have shape (N,): one value per row"
     if d.terminated.dtype != bool or d.truncated.dtype != bool:
         return "`terminated` and `truncated` must be bool arrays"
-    if d.episode.dtype.kind not in "iu" or np.any(np.diff(d.episode) < 0):
+    if d.episode.dtype.kind not in "iu" or np.any(d.episode[1:] < d.episode[:-1]):
         return "`episode` must be non-decreasing integers"
     for key in ("obs", "next_obs", "actions", "rewards"):
         x = getattr(d, key)
@@ -1978,61 +2019,145 @@ def _append(path: str):
 
 
 def _json_lines(path: str):
-    """The records of a JSON-lines file; a line cut short by a crash is skipped."""
+    """The JSON objects of a JSON-lines file; a line cut short by a crash, or any line that is
+    not a JSON object, is skipped."""
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
                     continue
+                if isinstance(record, dict):
+                    yield record
 
 
 class Transcript:
-    """Every chat call as one JSON line: the messages, the reply (and a reasoning model's
-    thinking), the parsed action and rule, latency, usage, retries, episode and step; a step
-    answered from the cache gets a short line marked "cached". The transcript doubles as the
-    request cache: a re-run replays answered prompts from it. Thread-safe; append-only."""
+    """OUT.transcript.jsonl: the collection's settings (once it holds answers, a re-run of other
+    settings is refused), then every answer as one JSON line (episode, step and sample, messages,
+    reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
+    what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
+    workers ran and however nondeterministic the server; at temperature 0 a prompt's one answer
+    also serves any step that asks it again (a line marked "cached"). Append-only."""
 
-    def __init__(self, path: str):
-        self.path, self.lock, self.cache = path, threading.Lock(), {}
+    def __init__(self, path: str, settings: dict):
+        self.path, self.lock = path, threading.Lock()
+        self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
+        recorded = None                          # the settings of the answers in the file
         for record in _json_lines(path):
-            if record.get("key") and not record.get("cached"):
-                self.cache[record["key"]] = Reply(record["reply"], record["finish_reason"],
-                                                  record.get("usage"), cached=True,
-                                                  reasoning=record.get("reasoning"))
-        self.file = _append(path)
-
-    def log(self, episode: int, step: int, messages: list, replies: list, action, rule: str):
-        for sample, reply in enumerate(replies):
-            record = dict(key=reply.key, episode=episode, step=step, sample=sample,
-                          action=action, rule=rule)
-            if reply.cached:
-                record["cached"] = True
-            else:
-                record.update(messages=messages, reply=reply.text, reasoning=reply.reasoning,
-                              finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                              usage=reply.usage, retries=reply.retries)
-            with self.lock:
-                self.file.write(to_json(record) + "\n")
-                self.file.flush()
-                if reply.key and not reply.cached:
-                    self.cache[reply.key] = dataclasses.replace(reply, cached=True, retries=0)
-
-    def usage(self) -> dict:
-        """Answered calls, retries, tokens and seconds over every run of this collection."""
-        total = dict(NO_USAGE)
-        for record in _json_lines(self.path):
-            if record.get("cached"):
-                total["cached"] += 1
+            if "settings" in record:
+                recorded = record["settings"]
                 continue
-            total["calls"] += 1
-            total["retries"] += record.get("retries") or 0
-            total["seconds"] += record.get("latency") or 0.0
-            for name in ("prompt_tokens", "completion_tokens"):
-                total[name] += int((record.get("usage") or {}).get(name) or 0)
-        total["seconds"] = round(total["seconds"], 2)
-        return total
+            where = (record.get("episode"), record.get("step"), record.get("sample"))
+            if all(type(x) is int for x in where):
+                self.answers[where] = record
+            if isinstance(record.get("key"), str) and not record.get("cached"):
+                self.by_key[record["key"]] = record
+        if self.answers and recorded is not None:        # none yet: other settings are fine
+            _same_collection(path, recorded, settings)
+        self.file = _append(path)
+        if recorded != settings:
+            self.file.write(to_json(dict(settings=settings)) + "\n")
+
+    def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
+        """The answer of this (episode, step, sample), else of this prompt (`key`), else None."""
+        record = self.answers.get(where)
+        by_key = record is None or record.get("messages") != messages
+        if by_key:
+            record = self.by_key.get(key)
+            if record is None:
+                return None
+        reply = Reply(_text(record.get("reply")), _text(record.get("finish_reason")),
+                      cached=True, reasoning=_text(record.get("reasoning")))
+        if by_key:                               # this step's own line, for an exact replay
+            self.log(where, messages, reply, key, cached=True)
+        return reply
+
+    def log(self, where: tuple, messages: list, reply: Reply, key: str | None, cached=False):
+        episode, step, sample = where
+        record = dict(episode=episode, step=step, sample=sample, key=key, messages=messages,
+                      reply=reply.text, reasoning=reply.reasoning,
+                      finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
+                      usage=reply.usage, retries=reply.retries)
+        if cached:
+            record["cached"] = True
+        elif key is not None:
+            self.by_key[key] = record
+        with self.lock:
+            self.file.write(to_json(record) + "\n")
+            self.file.flush()
+
+
+def transcript_usage(path: str) -> dict:
+    """Answered calls, retries, tokens and seconds over every run of a collection."""
+    total = dict(NO_USAGE)
+    for record in _json_lines(path):
+        if "settings" in record or record.get("cached"):
+            continue
+        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+        total["calls"] += 1
+        total["retries"] += int(_amount(record.get("retries")))
+        total["seconds"] += _amount(record.get("latency"))
+        for name in TOKENS:
+            total[name] += int(_amount(usage.get(name)))
+    total["seconds"] = round(total["seconds"], 2)
+    return total
+
+
+class EpisodeChat:
+    """The `chat` of one episode of a collection (ask_policy's, §2). It numbers the steps (a step
+    asks for sample 0 first), replays the transcript, logs new answers and keeps each step's
+    replies (for the fallback causes). Once `stop` is set it asks nothing more."""
+
+    def __init__(self, chat, episode: int, transcript: Transcript | None, stop: threading.Event):
+        self.inner, self.episode, self.transcript, self.stop = chat, episode, transcript, stop
+        self.steps: list = []                    # per step, its replies
+        self.behind: list = []                   # (messages, sample) replayed, not asked
+
+    def chat(self, messages: list, sample: int = 0) -> Reply:
+        if self.stop.is_set():
+            raise LoroError("stopped: the collection is stopping")
+        if sample == 0:
+            self.steps.append([])
+        where = (self.episode, len(self.steps) - 1, sample)
+        live = isinstance(self.inner, ChatClient)
+        key = self.inner.prompt_key(messages, sample) if live else None
+        reply = self.transcript.replay(where, messages, key) if self.transcript else None
+        if reply is not None:
+            self.behind.append((messages, sample))
+        elif live:
+            reply = self.inner.chat(messages, sample, stop=self.stop)
+        else:        # the stand-in draws from one random stream per episode: it catches up on the
+            for old in self.behind:              # steps replayed, so that it goes on as it would
+                self.inner.chat(*old)            # have without the interruption
+            self.behind.clear()
+            reply = self.inner.chat(messages, sample)
+        if not reply.cached and self.transcript is not None:
+            self.transcript.log(where, messages, reply, key)
+        self.steps[-1].append(reply)
+        return reply
+
+
+FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
+
+
+def fallback_cause(replies: list) -> str:
+    """Why a step fell back to a random action: the replies' most telling fault."""
+    if any(r.finish_reason == "length" for r in replies):
+        return "cut at --max-tokens"
+    if not any(r.text and r.text.strip() for r in replies):
+        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
+    return "unparseable"
+
+
+def episode_counts(rules: list, steps: list) -> dict:
+    """How often each parse rule (§2) chose an episode's action, and why each fallback did."""
+    counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+    for rule, replies in zip(rules, steps):
+        counts[rule] += 1
+        if rule == "fallback":
+            counts[fallback_cause(replies)] += 1
+    return counts
 
 
 def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
@@ -2041,37 +2166,44 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             max_steps: int | None = None) -> Dataset:
     """Step 1 of LORO: the prior plays `n_episodes` (`workers` at a time; steps within one are
     sequential) and its transitions become a Dataset; it stops once they take more than
-    `max_steps` steps (the run's budget). With `out` it is resumable: every finished episode is
-    appended at once to OUT.episodes.jsonl and every chat call to OUT.transcript.jsonl (the
-    request cache), so after a crash, Ctrl-C or a lost server the same command asks the model
-    only for what is missing."""
+    `max_steps` steps (the run's budget). With `out` every answer goes at once to the transcript,
+    so after a crash, Ctrl-C or a lost server the same command asks only for what is missing."""
     if mode not in PROMPT_MODES:
         raise LoroError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_MODES)}")
     meta = dict(meta or {}, env_id=spec.env_id, seed=seed, prompt=dict(
         (meta or {}).get("prompt", {}), mode=mode, votes=votes if mode == "vote" else 1))
-    done, journal, transcript = {}, None, None
+    transcript = None
     if out:
-        done = _resume(out, meta, log)
-        journal = _append(out + ".episodes.jsonl")
-        transcript = Transcript(out + ".transcript.jsonl")
-    todo = [e for e in range(n_episodes) if e not in done]
+        settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
+        if os.path.exists(out):
+            old = load_dataset(out)
+            _same_collection(out, old.meta, settings)
+            held = len(np.unique(old.episode))
+            if held >= n_episodes:
+                log(f"  {out} already holds {held} episodes; nothing to collect")
+                old.meta["usage"] = transcript_usage(out + ".transcript.jsonl")
+                return old.select_episodes(range(n_episodes))
+        transcript = Transcript(out + ".transcript.jsonl", settings)
+        if transcript.answers:
+            log(f"  resuming: {len(transcript.answers)} answers found in {transcript.path}")
 
     def one(e):
-        chat = chat_for_episode(e)
-        if transcript is not None and hasattr(chat, "cache"):
-            chat.cache = transcript.cache
-        return play_episode(spec, chat, e, seed, mode, votes, transcript, stop)
+        chat = EpisodeChat(chat_for_episode(e), e, transcript, stop)
+        try:
+            result = play_episode(spec, chat, e, seed, mode, votes)
+        except BaseException:
+            stop.set()                             # the other episodes stop at their next call
+            raise
+        result["counts"] = episode_counts(result["rules"], chat.steps)
+        return result
 
-    stop, started = threading.Event(), time.time()
+    stop, started, done = threading.Event(), time.time(), {}
     pool = concurrent.futures.ThreadPoolExecutor(max(1, workers))
     try:
-        for future in concurrent.futures.as_completed([pool.submit(one, e) for e in todo]):
+        for future in concurrent.futures.as_completed([pool.submit(one, e)
+                                                       for e in range(n_episodes)]):
             result = future.result()
             done[result["episode"]] = result
-            if journal is not None:                # each line says how it was collected
-                settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-                journal.write(to_json(dict(result, settings=settings)) + "\n")
-                journal.flush()
             steps = sum(len(e["rows"]) for e in done.values())
             log(f"  episode {result['episode'] + 1}/{n_episodes}: {len(result['rows'])} steps, "
                 f"return {sum(r[2] for r in result['rows']):.1f}  ({len(done)} done, "
@@ -2083,10 +2215,10 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
     except BaseException as error:                 # Ctrl-C, a lost server: keep what is done
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        if journal is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
+        if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
-        journal.close()
-        saved = f"{len(done)} of {n_episodes} episodes are saved in {out}.episodes.jsonl"
+        transcript.file.close()
+        saved = f"{len(done)} of {n_episodes} episodes are saved in {transcript.path}"
         if isinstance(error, KeyboardInterrupt):
             raise LoroError(f"interrupted: {saved}; run the same command again to resume")
         raise LoroError(f"{error} ({saved}; run the same command again to resume)")
@@ -2098,40 +2230,19 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"action ({causes}); the data is mostly a random policy's: check the model, "
             f"--max-tokens and --prompt-mode")
     if out:
-        journal.close()
-        dataset.meta["usage"] = transcript.usage()
-        if todo or not os.path.exists(out):        # never rewrite a finished file for nothing
+        transcript.file.close()
+        dataset.meta["usage"] = transcript_usage(transcript.path)
+        try:
             save_dataset(dataset, out)
-        else:
-            log(f"  {out} already holds {len(done)} episodes; nothing to collect")
-        os.remove(out + ".episodes.jsonl")
-    return dataset.select_episodes(range(n_episodes))
+        except OSError as error:
+            raise LoroError(f"cannot write {out} ({error.strerror or error}); the {n_episodes} "
+                            f"episodes are safe in {transcript.path}: fix that and run the same "
+                            f"command again, which replays them without asking the model") from None
+    return dataset
 
 
-def _resume(out: str, meta: dict, log: Callable) -> dict:
-    """Finished episodes of an earlier run of the same collection, by episode index: from the
-    finished file OUT, then from the journal OUT.episodes.jsonl of an interrupted run."""
-    done = {}
-    if os.path.exists(out):
-        old = load_dataset(out)
-        _same_collection(out, old.meta, meta)
-        meta["created"] = old.meta.get("created")
-        for i, e in enumerate(np.unique(old.episode)):
-            rows = [tuple(getattr(old, k)[j] for k in DATASET_KEYS[:6])
-                    for j in np.flatnonzero(old.episode == e)]
-            done[int(e)] = dict(episode=int(e), rows=rows,
-                                counts=old.meta["parse_counts_per_episode"][i])
-    journal = out + ".episodes.jsonl"
-    for episode in _json_lines(journal):      # a line cut short by a crash: that episode reruns
-        _same_collection(journal, episode.pop("settings", {}), meta)
-        episode["rows"] = [tuple(row) for row in episode["rows"]]
-        done[episode["episode"]] = episode
-    if done:
-        log(f"  resuming: {len(done)} finished episodes found for {out}")
-    return done
-
-
-def _same_collection(path: str, old: dict, new: dict):
+def _same_collection(path: str, old, new: dict):
+    old = old if isinstance(old, dict) else {}
     for key in ("env_id", "source", "seed", "prompt"):
         if old.get(key) != new.get(key):
             raise LoroError(f"{path} was collected with {key}={old.get(key)!r}, not "
@@ -2144,7 +2255,34 @@ def to_json(value) -> str:
 
 
 # Each seed's prior for run_experiment (§6): a window of a recorded file, or fresh episodes of
-# the stand-in or a live LLM.
+# the stand-in or a live LLM. What plays it is settled first, by cfg.resolved() (§0).
+
+def resolve(cfg: Config) -> Config:
+    """A copy of cfg with the defaults filled in: budget, evaluation episodes, and the prior (a
+    shipped dataset's path, or the stand-in's noise)."""
+    spec, prior, noise, dataset = env_spec(cfg.env_id), cfg.prior, cfg.prior_noise, None
+    shipped = shipped_datasets(cfg.env_id)
+    if cfg.dataset or cfg.model:
+        if prior is not None:
+            raise LoroError("pass one prior: --prior, --dataset or --model")
+        dataset = cfg.dataset
+    elif prior is None and noise is None and DEFAULT_PRIOR in shipped:
+        prior, dataset = DEFAULT_PRIOR, shipped[DEFAULT_PRIOR]
+    elif prior in (None, STAND_IN):          # a noise alone asks for the stand-in
+        prior, noise = STAND_IN, STAND_IN_NOISE if noise is None else noise
+    elif prior not in shipped:
+        raise LoroError(f"--prior {prior}: no such dataset is shipped for {cfg.env_id}; "
+                        f"choose one of {', '.join([*shipped, STAND_IN])}")
+    elif noise is not None:
+        raise LoroError(f"--prior-noise is the stand-in's; pass --prior {STAND_IN} to use "
+                        f"it, or drop it")
+    else:
+        dataset = shipped[prior]
+    return dataclasses.replace(
+        cfg, prior=prior, dataset=dataset, prior_noise=noise,
+        budget_steps=spec.budget_steps if cfg.budget_steps is None else cfg.budget_steps,
+        eval_episodes=spec.eval_episodes if cfg.eval_episodes is None else cfg.eval_episodes)
+
 
 def make_chat_factory(cfg: Config, spec: EnvSpec, seed: int) -> Callable:
     """episode -> chat: an HTTP client to the LLM if --model is set, else the stand-in."""
@@ -2237,10 +2375,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs):                # no abbreviations: --dataset is not --datasets
+    def __init__(self, **kwargs):                # no abbreviations: --budget is not --budget-steps
         super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
 
-    def error(self, message):                    # one line, no usage dump
+    def error(self, message):                    # one line (argparse's own prints the usage too)
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
 
@@ -2278,14 +2416,17 @@ LLM_OPTIONS = [
     ("--temperature", dict(type=float, default=Config.temperature, help="always sent")),
     ("--max-tokens", dict(type=int, default=Config.max_tokens, help="always sent")),
     ("--llm-seed", dict(type=int, default=Config.llm_seed, help="sent as `seed`")),
-    ("--timeout", dict(type=float, default=Config.timeout, help="seconds per reply")),
+    ("--timeout", dict(type=float, default=Config.timeout, help="a deadline in seconds for the "
+                       "whole call (connect, send, the full reply); retried like any timeout")),
     ("--retries", dict(type=int, default=Config.retries, help="of 408/409/429/5xx and timeouts")),
     ("--prompt-mode", dict(choices=PROMPT_MODES, default=Config.prompt_mode, help="§2")),
     ("--votes", dict(type=int, default=Config.votes, help="samples per step in vote mode")),
     ("--workers", dict(type=int, default=Config.workers, help="episodes at once"))]
 
 
-def _add(parser: argparse.ArgumentParser, *option_lists):
+def _add(commands, name: str, text: str, *option_lists):
+    """The command `name` with its options (lists of (flag, argparse settings))."""
+    parser = commands.add_parser(name, help=text)
     for options in option_lists:
         for flag, settings in options:
             parser.add_argument(flag, **settings)
@@ -2326,13 +2467,13 @@ def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
     return path
 
 
-# The range of every number a run accepts: (field, lowest, highest). The replay buffer keeps
+# The range of every number a run accepts: (field, lowest, highest or inf). The replay buffer keeps
 # every step of a run (about 40 bytes each), so the budget is capped at 10 million steps.
 MAX_BUDGET_STEPS = 10_000_000
 LIMITS = (("seeds", 1, 1000), ("seed", 0, 2**32 - 1), ("prior_episodes", 1, 100_000),
           ("eval_every", 1, MAX_BUDGET_STEPS), ("jobs", 1, 256), ("workers", 1, 256),
-          ("votes", 1, 99), ("max_tokens", 1, 1_000_000), ("budget_steps", 1, MAX_BUDGET_STEPS),
-          ("eval_episodes", 1, 10_000), ("pretrain_updates", 0, 10_000_000),
+          ("votes", 1, math.inf), ("max_tokens", 1, math.inf), ("eval_episodes", 1, 10_000),
+          ("budget_steps", 1, MAX_BUDGET_STEPS), ("pretrain_updates", 0, 10_000_000),
           ("retries", 0, 100), ("llm_seed", 0, 2**32 - 1), ("prior_noise", 0.0, 1.0),
           ("prior_share", 0.0, 1.0), ("alpha_scale", 1e-6, 1e3), ("temperature", 0.0, 2.0),
           ("timeout", 0.1, 86_400.0))
@@ -2342,49 +2483,52 @@ def _num(x) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
-def check_config(self: Config) -> Config:
-    env_spec(self.env_id)
-    unknown = [m for m in self.methods if m not in METHODS]
-    if unknown or not self.methods:
+def check_config(cfg: Config) -> Config:
+    env_spec(cfg.env_id)
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown or not cfg.methods:
         raise LoroError(f"unknown method {','.join(unknown) or '(none)'}; choose from "
                         f"{','.join(METHODS)}")
-    if len(set(self.methods)) != len(self.methods):
-        raise LoroError(f"--methods names a method twice ({','.join(self.methods)}); "
+    if len(set(cfg.methods)) != len(cfg.methods):
+        raise LoroError(f"--methods names a method twice ({','.join(cfg.methods)}); "
                         f"name each once")
     for name, low, high in LIMITS:           # every number: finite and in range
-        value = getattr(self, name)          # None: a default filled in later
+        value = getattr(cfg, name)           # None: a default filled in later
         if value is not None and not (isinstance(value, (int, float)) and
                                       math.isfinite(value) and low <= value <= high):
+            span = (f"of {low} or more" if high == math.inf else
+                    f"from {_num(low)} to {_num(high)}")
             why = " (the replay buffer keeps every step)" if name == "budget_steps" else ""
-            raise LoroError(f"--{name.replace('_', '-')} must be a number from {_num(low)} "
-                            f"to {_num(high)}{why}, got {value}")
-    if self.budget_steps is not None and self.budget_steps < self.eval_every:
-        raise LoroError(f"--budget-steps ({self.budget_steps}) must be at least --eval-every "
-                        f"({self.eval_every})")
+            raise LoroError(f"--{name.replace('_', '-')} must be a number {span}{why}, "
+                            f"got {value}")
+    if cfg.budget_steps is not None and cfg.budget_steps < cfg.eval_every:
+        raise LoroError(f"--budget-steps ({cfg.budget_steps}) must be at least --eval-every "
+                        f"({cfg.eval_every})")
     for name, allowed in (("init_untried", UNTRIED), ("exploration", EXPLORATIONS),
                           ("prompt_mode", PROMPT_MODES)):
-        if getattr(self, name) not in allowed:
+        if getattr(cfg, name) not in allowed:
             raise LoroError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                            f"got {getattr(self, name)!r}")
-    if self.prompt_mode == "vote" and (self.votes < 2 or self.temperature <= 0):
+                            f"got {getattr(cfg, name)!r}")
+    if cfg.prompt_mode == "vote" and (cfg.votes < 2 or cfg.temperature <= 0):
         raise LoroError("--prompt-mode vote needs --votes >= 2 and --temperature > 0 (e.g. 0.7)")
-    if self.base_url and not self.model:
+    if cfg.base_url and not cfg.model:
         raise LoroError("--base-url needs --model too (the model's name as the server knows it)")
-    if self.base_url and not re.match(r"https?://", self.base_url):
-        raise LoroError(f"--base-url {self.base_url} must start with http:// or https://")
-    return self
+    if cfg.base_url and not re.match(r"https?://", cfg.base_url):
+        raise LoroError(f"--base-url {cfg.base_url} must start with http:// or https://")
+    return cfg
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def write_outputs(args, results, figure: Callable):
-    """--json and --plot, both checked before the work began (output_path)."""
+def write_outputs(args, results, figure: Callable | None = None):
+    """--json, and --plot if there is a figure; both were checked before the work began
+    (output_path). bench/ writes its reports with it too."""
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
             json.dump(results, f, default=str)
         print(f"wrote {args.json}")
-    if getattr(args, "plot", None):
+    if figure is not None and getattr(args, "plot", None):
         figure().savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"wrote {args.plot}")
 
@@ -2461,14 +2605,14 @@ def cmd_collect(args):
     m, returns = dataset.meta, dataset.episode_returns()
     if cfg.model:
         s, total = client.stats, m["usage"]
-        print(f"LLM calls this run: {s['calls']} (+{s['cached']} replayed from the cache), "
+        print(f"LLM calls this run: {s['calls']}, "
               f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens, "
               f"{s['seconds']:.1f} s waiting, {s['retries']} retries; in all, over every run of "
               f"this collection: {total['calls']} calls, {total['retries']} retries, "
               f"{total['seconds']} s")
     print(f"{len(returns)} episodes, {len(dataset)} steps, return {returns.mean():.2f} ± "
-          f"{returns.std():.2f}; parsed by {m['parse_counts']}; fallback rate "
-          f"{m['fallback_rate']:.1%}; {time.time() - started:.1f} s")
+          f"{returns.std():.2f}; parsed by {m.get('parse_counts')}; fallback rate "
+          f"{_amount(m.get('fallback_rate')):.1%}; {time.time() - started:.1f} s")
     if before is None or os.path.getmtime(args.out) != before:
         print(f"wrote {args.out} and {args.out}.transcript.jsonl")
     return dataset
@@ -2525,20 +2669,20 @@ def main_job() -> list:
 def main(argv=None):
     parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    new = lambda name, text: commands.add_parser(name, help=text)   # noqa: E731
-    _add(new("run", "the same-budget comparison of rl, llm, mix, loro, random"), PRIOR_OPTIONS,
-         RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))], LLM_OPTIONS)
-    p = new("collect", "record a prior's episodes as a .npz dataset (resumable)")
-    _add(p, [("--env", dict(required=True, help="the environment")),
-             ("--episodes", dict(type=int, default=Config.prior_episodes, help="to play")),
-             ("--out", dict(required=True, help="the dataset file (.npz); run again to resume")),
-             ("--prior-noise", dict(type=float, default=STAND_IN_NOISE, help="the stand-in's")),
-             ("--seed", dict(type=int, default=Config.seed, help="of the episodes"))], LLM_OPTIONS)
-    _add(new("prompt", "print the exact messages the model reads"), PRIOR_OPTIONS[:1],
+    _add(commands, "run", "the same-budget comparison of rl, llm, mix, loro, random",
+         PRIOR_OPTIONS, RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))],
+         LLM_OPTIONS)
+    _add(commands, "collect", "record a prior's episodes as a .npz dataset (resumable)",
+         [("--env", dict(required=True, help="the environment")),
+          ("--episodes", dict(type=int, default=Config.prior_episodes, help="to play")),
+          ("--out", dict(required=True, help="the dataset file (.npz); run again to resume")),
+          ("--prior-noise", dict(type=float, default=STAND_IN_NOISE, help="the stand-in's")),
+          ("--seed", dict(type=int, default=Config.seed, help="of the episodes"))], LLM_OPTIONS)
+    _add(commands, "prompt", "print the exact messages the model reads", PRIOR_OPTIONS[:1],
          [("--prompt-mode", dict(choices=PROMPT_MODES, default="direct", help="§2")),
           ("--seed", dict(type=int, default=0, help="of the first observation"))])
-    _add(new("coverage", "how much of the optimal policy a prior's data covers"), PRIOR_OPTIONS,
-         [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
+    _add(commands, "coverage", "how much of the optimal policy a prior's data covers",
+         PRIOR_OPTIONS, [("--plot", dict(help="write the heat-map here (.png, .pdf or .svg)"))])
     args = parser.parse_args(argv)
     try:
         if "matplotlib.pyplot" not in sys.modules:   # the command line draws into files only

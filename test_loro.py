@@ -124,7 +124,7 @@ class ScriptedReplies:
 def test_a_tied_vote_goes_to_the_earliest_vote_not_the_lowest_action():
     spec = loro.env_spec("CliffWalking-v1")
     chat = ScriptedReplies([f"Action: {n}" for n in (3, 3, 1, 1, 2)])
-    action, rule, _, _ = loro.ask_policy(spec, chat, 36, np.random.default_rng(0), "vote", 5)
+    action, rule = loro.ask_policy(spec, chat, 36, np.random.default_rng(0), "vote", 5)
     assert (action, rule) == (2, "tag")              # "3" came first; gymnasium's action 2
 
 
@@ -183,6 +183,12 @@ def _corrupt(tmp_path, **changes):
      "`rewards` must be floats of magnitude at most 1e+09"),
     (lambda d: dict(rewards=np.full(len(d.rewards), np.nan)), "`rewards` holds NaN"),
     (lambda d: dict(meta=np.array(json.dumps({"source": "x"}))), "its meta names no env_id"),
+    (lambda d: dict(meta=np.array("[" * 5000 + "]" * 5000)), "`meta` is not a JSON object"),
+    (lambda d: dict(meta=np.array(json.dumps(dict(d.meta, collection=dict(step_cap="200"))))),
+     "its `step_cap` a positive integer"),                 # run reads it (the prior's cap)
+    (lambda d: dict(episode=np.stack([d.episode, d.episode], 1)), "`episode` must have shape (N,)"),
+    (lambda d: dict(terminated=np.stack([d.terminated] * 3, 1)), "`terminated` must have shape"),
+    (lambda d: dict(episode=d.episode[::-1].astype(np.uint64)), "non-decreasing"),  # no wrap-around
 ])
 def test_bad_dataset_files_are_rejected_in_one_line(tmp_path, change, message):
     data = small_dataset()
@@ -213,6 +219,70 @@ def test_dataset_of_another_env_and_garbage_files_are_rejected(tmp_path):
         loro.load_dataset(str(garbage), "CliffWalking-v1")
     with pytest.raises(loro.LoroError, match="no such file"):
         loro.load_dataset(str(tmp_path / "missing.npz"), "CliffWalking-v1")
+
+
+def random_json(rng, depth=0):
+    """A random JSON value: null, a bool, numbers large and small, strings, lists, objects."""
+    kind = int(rng.integers(7 if depth < 3 else 5))
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(rng.integers(2))
+    if kind == 2:
+        return int(rng.choice([0, 1, -1, 7, 200, 2**31, -2**63, 10**30]))
+    if kind == 3:
+        return float(rng.choice([0.5, -1.5, 1e-9, 3.7, 1e300, -1e308]))
+    if kind == 4:
+        return str(rng.choice(["", "Action: 2", "CliffWalking-v1", "Nope-v0", "\u2212", "{"]))
+    if kind == 5:
+        return [random_json(rng, depth + 1) for _ in range(int(rng.integers(4)))]
+    return {str(rng.choice(["message", "content", "text", "step_cap", "x"])):
+            random_json(rng, depth + 1) for _ in range(int(rng.integers(4)))}
+
+
+DTYPES = (np.int8, np.uint8, np.int64, np.uint64, np.float16, np.float32, np.float64,
+          np.complex64, bool, "U3", "S2", "datetime64[s]", [("a", "i4")])
+
+
+def random_array(rng, n):
+    """An array of a random dtype and shape, with values a dataset might hold or should not."""
+    shape = [(), (n,), (n, 1), (n, 4), (n - 1,), (0,), (n, 2, 2)][int(rng.integers(7))]
+    values = rng.choice([-2, 0, 1, 3, 47, 1e12, np.nan, np.inf], size=shape)
+    dtype = DTYPES[int(rng.integers(len(DTYPES)))]
+    try:
+        with np.errstate(all="ignore"):
+            return values.astype(dtype)
+    except (ValueError, TypeError, OverflowError):
+        return values
+
+
+def test_random_arrays_and_meta_in_a_dataset_file_are_loaded_or_refused_in_one_line(tmp_path):
+    """A seeded fuzz: an otherwise valid .npz with random dtypes, shapes and meta values. Each
+    file loads as a Dataset, or is refused with one LoroError line; never another exception."""
+    rng, refused = np.random.default_rng(20), 0
+    good = {env_id: small_dataset(env_id, episodes=2) for env_id in ("CliffWalking-v1",
+                                                                     "CartPole-v0")}
+    path = str(tmp_path / "fuzz.npz")
+    for case in range(300):
+        data = good[list(good)[case % 2]]
+        arrays = {k: getattr(data, k) for k in loro.DATASET_KEYS}
+        meta = dict(data.meta)
+        for key in rng.choice(loro.DATASET_KEYS + ("meta",), size=int(rng.integers(1, 3))):
+            if key != "meta":
+                arrays[key] = random_array(rng, len(data))
+            elif rng.random() < 0.5:
+                meta[str(rng.choice(["env_id", "collection", "source", "episodes"]))] = \
+                    random_json(rng)
+            else:
+                meta = random_json(rng)
+        np.savez(path, **arrays, meta=np.array(json.dumps(meta)))
+        try:
+            loaded = loro.load_dataset(path)
+            loaded.select_episodes([0]).episode_returns()
+        except loro.LoroError as error:
+            assert "\n" not in str(error)
+            refused += 1
+    assert 200 < refused < 300                           # most are refused, some load
 
 
 # The LORO paper's own LLM datasets, shipped in data/ (data/README.md)
@@ -284,33 +354,58 @@ def test_the_default_prior_is_the_shipped_qwen_data_else_the_stand_in(lake8x8):
         loro.Config(prior="qwen2.5-32b", prior_noise=0.3).resolved()
 
 
+def counting_stand_in(env_id, asked, fails=lambda episode: False, noise=0.3):
+    """episode -> the stand-in, which notes in `asked` the episode of every question it answers,
+    and fails like a lost server when `fails(episode)`."""
+    def chat_for_episode(e):
+        chat = loro.ScriptedChat(env_id, noise, e)
+        answer = chat.chat
+
+        def counted(messages, sample=0):
+            if fails(e):
+                raise loro.LoroError("server gone")
+            asked.append(e)
+            return answer(messages, sample)
+        chat.chat = counted
+        return chat
+    return chat_for_episode
+
+
 def test_collect_resumes_and_never_rewrites_finished_episodes(tmp_path):
     spec = loro.env_spec("FrozenLake-v1")
-    out = str(tmp_path / "fl.npz")
-    calls = []
-
-    def chat_for_episode(e):
-        chat = loro.ScriptedChat(spec.env_id, 0.3, e)
-        if e == 3:                                 # the "server" dies in episode 3
-            def broken(messages, sample=0, where=()):
-                raise loro.LoroError("server gone")
-            chat.chat = broken
-        calls.append(e)
-        return chat
-
+    out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError, match="3 of 5 episodes are saved.*run the same command"):
-        loro.collect(spec, chat_for_episode, 5, out=out, meta=dict(source="s"), log=lambda *_: None)
-    journal = open(out + ".episodes.jsonl").read()
-    calls.clear()
-    data = loro.collect(spec, lambda e: calls.append(e) or loro.ScriptedChat(spec.env_id, 0.3, e),
-                        5, out=out, meta=dict(source="s"), log=lambda *_: None)
-    assert sorted(calls) == [3, 4]                 # only the missing episodes are played again
-    assert data.meta["episodes"] == 5 and not os.path.exists(out + ".episodes.jsonl")
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 3), 5, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    asked.clear()
+    data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 5, out=out,
+                        meta=dict(source="s"), log=lambda *_: None)
+    again, steps = collections.Counter(asked), collections.Counter(data.episode.tolist())
+    assert [again[e] for e in range(5)] == [0, 0, 0, steps[3], steps[4]]   # only the missing
+    assert data.meta["episodes"] == 5 and sorted(os.listdir(tmp_path)) == [
+        "fl.npz", "fl.npz.transcript.jsonl"]
     fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.3, e), 5,
                          meta=dict(source="s"), log=lambda *_: None)
     for key in loro.DATASET_KEYS:                  # identical to an uninterrupted collection
         np.testing.assert_array_equal(getattr(data, key), getattr(fresh, key))
-    assert len(journal.splitlines()) == 3
+    assert data.meta["parse_counts_per_episode"] == fresh.meta["parse_counts_per_episode"]
+
+
+def test_a_stand_in_episode_cut_mid_way_goes_on_as_if_it_had_not_been(tmp_path):
+    """The transcript replays the first steps of a cut episode; the stand-in, whose rules draw
+    from one random stream per episode, catches up on them before it answers the rest."""
+    spec = loro.env_spec("CliffWalking-v1")
+    out, asked = str(tmp_path / "cw.npz"), []
+    dies_after_7 = counting_stand_in(spec.env_id, asked, lambda e: len(asked) == 7, noise=0.5)
+    with pytest.raises(loro.LoroError, match="0 of 1 episodes are saved"):
+        loro.collect(spec, dies_after_7, 1, out=out, meta=dict(source="s"), log=loro.QUIET)
+    data = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1, out=out,
+                        meta=dict(source="s"), log=loro.QUIET)
+    fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.5, e), 1,
+                         meta=dict(source="s"), log=loro.QUIET)
+    assert len(fresh) > 7
+    for key in loro.DATASET_KEYS:
+        np.testing.assert_array_equal(getattr(data, key), getattr(fresh, key))
 
 
 def test_collect_refuses_to_mix_settings(tmp_path):
@@ -1001,6 +1096,21 @@ def cartpole_answer(messages: list) -> str:
     return "The pole leans left, so I push left.\nAction: 1"
 
 
+MISSING = object()                       # ("fields", {name: MISSING}): a completion without it
+CHOICE_FIELDS, MESSAGE_FIELDS = ("finish_reason", "message", "index"), ("content",
+                                                                        "reasoning_content")
+
+
+def changed(fields: dict, changes: dict, names) -> dict:
+    """`fields` with those of `changes` named in `names` replaced (MISSING: dropped)."""
+    for name in names:
+        if name in changes:
+            fields.pop(name, None)
+            if changes[name] is not MISSING:
+                fields[name] = changes[name]
+    return fields
+
+
 class ChatServer:
     """POST /v1/chat/completions on 127.0.0.1, answering from a script, one behaviour a request:
 
@@ -1013,6 +1123,11 @@ class ChatServer:
         ("raw", code, text[, type])      any status with a plain-text (or `type`) body
         ("cut",)                         200, JSON cut off part-way, its Content-Length matching
         ("short",)                       200, Content-Length promises more; the connection closes
+        ("trickle", seconds, n, text)    200, the body sent n bytes at a time, `seconds` apart
+        ("fields", changes)              200, the policy's completion with fields replaced (any
+                                         JSON, or MISSING: dropped): top-level ones (usage,
+                                         choices, ...), the choice's finish_reason and message,
+                                         the message's content and reasoning_content
         callable(request)                returns one of the above
 
     With the script empty it plays `default` (None: the policy). Any other path gets Ollama's
@@ -1055,6 +1170,8 @@ class ChatServer:
                 if kind == "slow":
                     time.sleep(args[0])
                     kind, args = "ok", args[1:]
+                if kind == "trickle":
+                    return self.trickle(*args, body)
                 if kind == "status":
                     code, payload, headers = (*args, {})[:3]
                     if isinstance(payload, (dict, list)):
@@ -1071,7 +1188,7 @@ class ChatServer:
                     self.wfile.write(data)
                     self.close_connection = kind == "short"
                     return None
-                if kind == "policy":
+                if kind in ("policy", "fields"):
                     content = cartpole_answer(body["messages"])
                 else:                             # "ok", "length": the given text; "null": None
                     content = args[0] if args else None
@@ -1083,11 +1200,28 @@ class ChatServer:
                 with server.lock:
                     for name in server.usage_sent:
                         server.usage_sent[name] += usage[name]
-                self.send(200, json.dumps(dict(
-                    id="chatcmpl-test", object="chat.completion", created=int(time.time()),
-                    model=body.get("model"), usage=usage,
-                    choices=[dict(index=0, message=dict(role="assistant", content=content),
-                                  finish_reason=finish)])), "application/json")
+                changes = args[0] if kind == "fields" else {}
+                message = changed(dict(role="assistant", content=content), changes,
+                                  MESSAGE_FIELDS)
+                choice = changed(dict(index=0, message=message, finish_reason=finish), changes,
+                                 CHOICE_FIELDS)
+                answer = changed(dict(id="chatcmpl-test", object="chat.completion",
+                                      created=int(time.time()), model=body.get("model"),
+                                      usage=usage, choices=[choice]), changes,
+                                 [n for n in changes if n not in CHOICE_FIELDS + MESSAGE_FIELDS])
+                self.send(200, json.dumps(answer), "application/json")
+
+            def trickle(self, seconds, n, text, body):
+                data = json.dumps(dict(choices=[dict(message=dict(role="assistant", content=text),
+                                                     finish_reason="stop")])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(0, len(data), n):
+                    self.wfile.write(data[i:i + n])
+                    self.wfile.flush()
+                    time.sleep(seconds)
 
             def send(self, code, text, content_type, headers=None):
                 data = text.encode()
@@ -1232,7 +1366,7 @@ def test_slow_reply_times_out_with_a_hint(server):
     with pytest.raises(loro.LoroError) as info:
         chat.chat(cartpole_messages())
     message = str(info.value)
-    assert "no reply from" in message and "within --timeout 0.3 s" in message
+    assert "no complete reply from" in message and "within --timeout 0.3 s" in message
     assert "raise --timeout" in message and "gave up after 1 retries" in message
     assert len(server.requests) == 2 and chat.stats["retries"] == 1
     assert time.time() - started < 1.5                    # the client did not wait for the server
@@ -1244,6 +1378,8 @@ def test_slow_reply_times_out_with_a_hint(server):
     ("status", 200, {"model": "test", "message": {"role": "assistant", "content": "hi"},
                      "done": True}),                     # Ollama's native /api/chat answer
     ("status", 200, {"choices": []}),
+    ("fields", {"content": 5}), ("fields", {"content": {"text": "Action: 1"}}),   # not text
+    ("raw", 200, "[" * 5000 + "]" * 5000, "application/json"),   # deeper than json can read
 ])
 def test_an_answer_that_is_not_a_chat_completion_is_named_at_once(server, behaviour):
     """A 200 answer that is not a chat completion (a web page, another API) will not heal on
@@ -1288,7 +1424,7 @@ def test_a_collection_through_a_flaky_server_finishes_and_counts_its_retries(ser
     assert len(np.unique(data.episode)) == 3 and data.meta["parse_counts"]["fallback"] == 0
     assert cut > 0 and chat.stats["retries"] == cut and data.meta["usage"]["retries"] == cut
     assert loro.load_dataset(out).meta["usage"]["retries"] == cut
-    records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    records = [json.loads(line) for line in open(out + ".transcript.jsonl")][1:]   # 0: settings
     assert sum(r["retries"] for r in records) == cut
 
 
@@ -1306,10 +1442,10 @@ def test_content_as_a_list_of_parts_is_read(server):
                                                                    "text": "Action: 2"}]
     server.then(("status", 200, {"choices": [{"message": {"role": "assistant", "content": parts},
                                               "finish_reason": "stop"}]}))
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, _, replies = loro.ask_policy(spec, client(server.base_url), np.zeros(4),
-                                               np.random.default_rng(0))
-    assert (action, rule) == (1, "tag") and replies[0].text.endswith("Action: 2")
+    server.then(server.script[0])
+    spec, chat = loro.env_spec("CartPole-v0"), client(server.base_url)
+    assert chat.chat(cartpole_messages()).text == "The pole leans right.\nAction: 2"
+    assert loro.ask_policy(spec, chat, np.zeros(4), np.random.default_rng(0)) == (1, "tag")
 
 
 def test_a_reasoning_model_with_no_answer_falls_back_and_says_why(server, tmp_path):
@@ -1322,8 +1458,8 @@ def test_a_reasoning_model_with_no_answer_falls_back_and_says_why(server, tmp_pa
     data = loro.collect(loro.env_spec("CartPole-v0"), lambda e: client(server.base_url), 1,
                         out=out, log=loro.QUIET)
     assert data.meta["fallback_causes"]["reasoning, no answer"] == len(data)
-    record = json.loads(open(out + ".transcript.jsonl").readline())
-    assert record["reasoning"] == "The pole leans right, so..." and record["rule"] == "fallback"
+    record = json.loads(open(out + ".transcript.jsonl").readlines()[1])    # 0: the settings
+    assert record["reasoning"] == "The pole leans right, so..." and record["reply"] == ""
 
 
 def test_a_retry_after_of_hours_waits_a_minute(server):
@@ -1337,13 +1473,12 @@ def test_a_retry_after_of_hours_waits_a_minute(server):
 
 @pytest.mark.parametrize("behaviour", [("null",), ("ok", ""), ("length", "Action: 2")])
 def test_unusable_replies_fall_back_to_a_legal_action(server, behaviour):
-    server.then(behaviour)
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, messages, replies = loro.ask_policy(
-        spec, client(server.base_url), np.array([0.0, 0.0, 0.05, 0.0]), np.random.default_rng(0))
-    assert rule == "fallback" and action in (0, 1)
-    assert len(replies) == 1 and len(server.requests) == 1
-    assert replies[0].finish_reason == ("length" if behaviour[0] == "length" else "stop")
+    server.then(behaviour, behaviour)
+    spec, chat, obs = loro.env_spec("CartPole-v0"), client(server.base_url), np.zeros(4)
+    reply = chat.chat(loro.build_messages(spec, obs))
+    assert reply.finish_reason == ("length" if behaviour[0] == "length" else "stop")
+    action, rule = loro.ask_policy(spec, chat, obs, np.random.default_rng(0))
+    assert rule == "fallback" and action in (0, 1) and len(server.requests) == 2
 
 
 def test_a_collection_that_is_mostly_fallbacks_says_so_and_why(server):
@@ -1369,8 +1504,8 @@ def test_collection_counts_unusable_replies_as_fallbacks(server, tmp_path):
     assert data.meta["fallback_rate"] == pytest.approx(3 / len(data))
     assert chat.stats["calls"] == len(data) == len(server.requests)
     records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
-    assert [(r["reply"], r["finish_reason"], r["rule"]) for r in records[:3]] == [
-        (None, "stop", "fallback"), ("", "stop", "fallback"), ("Action: 2", "length", "fallback")]
+    assert [(r["reply"], r["finish_reason"]) for r in records[1:4]] == [
+        (None, "stop"), ("", "stop"), ("Action: 2", "length")]
 
 
 # --- errors that a retry cannot fix ---------------------------------------------------------
@@ -1483,6 +1618,96 @@ def test_unreachable_server_is_retried_then_named(server):
     assert len(waits) == 2 and chat.stats["retries"] == 2
 
 
+# --- servers that misbehave in other ways: each once printed a traceback, waited in silence,
+# or named the wrong cause (issue 20)
+
+def test_a_bookkeeping_field_of_the_wrong_type_never_costs_the_answer(server, tmp_path):
+    """Token counts that are not numbers count as 0 (a float counts its whole tokens); a
+    finish_reason or reasoning that is not text counts as absent; text parts that are not text
+    are skipped. The answer is kept, and a collection through such a server works."""
+    odd = ("fields", {"usage": {"prompt_tokens": "many", "completion_tokens": 2.9},
+                      "finish_reason": 7, "reasoning_content": ["x"]})
+    server.then(odd, ("fields", {"usage": [1, 2], "content": [{"text": 5}, "x", {"text": "Hi"}]}))
+    chat = client(server.base_url)
+    reply = chat.chat(cartpole_messages())
+    assert reply.text == cartpole_answer(cartpole_messages()) and reply.finish_reason is None
+    assert reply.reasoning is None and chat.stats["prompt_tokens"] == 0
+    assert chat.stats["completion_tokens"] == 2
+    assert chat.chat(cartpole_messages()).text == "Hi" and chat.stats["completion_tokens"] == 2
+    server.default = odd
+    out = str(tmp_path / "odd.npz")
+    data = loro.collect(loro.env_spec("CartPole-v0"), lambda e: chat, 1, out=out, log=loro.QUIET)
+    assert data.meta["parse_counts"]["tag"] == len(data)
+    assert loro.load_dataset(out).meta["usage"]["completion_tokens"] == 2 * len(data)
+
+
+def test_a_reply_trickled_slowly_is_cut_at_the_deadline_and_retried(server):
+    """--timeout is a deadline for the whole call: requests alone bounds each read, and a
+    server that sends a few bytes at a time would keep a step waiting for minutes."""
+    server.then(("trickle", 0.05, 4, "Action: 1"), ("trickle", 0.05, 4, "Action: 1"))
+    chat = client(server.base_url, timeout=0.5, retries=1)
+    started = time.time()
+    with pytest.raises(loro.LoroError, match=r"no complete reply from .* within --timeout 0\.5 s"
+                                             r".*gave up after 1 retries"):
+        chat.chat(cartpole_messages())
+    assert time.time() - started < 1.5 and len(server.requests) == 2   # the body takes 4 s
+    server.then(("trickle", 0.01, 64, "Action: 2"))                    # slow, but in time
+    assert client(server.base_url, timeout=2.0).chat(cartpole_messages()).text == "Action: 2"
+    assert "the whole call (connect, send, the full reply)" in " ".join(
+        dict(loro.LLM_OPTIONS)["--timeout"]["help"].split())
+
+
+@pytest.mark.parametrize("status, location", [(307, "SELF"), (301, "https://elsewhere.test/v1/"
+                                                                   "chat/completions"),
+                                              (308, "/v2/chat/completions")])
+def test_a_redirect_stops_at_once_and_says_where_it_points(server, status, location):
+    """A redirect loop was retried as a transient fault (93 requests) without saying "redirect";
+    loro does not follow redirects (they can drop the key, or turn the POST into a GET)."""
+    target = server.base_url + "/chat/completions" if location == "SELF" else location
+    server.default = ("status", status, "", {"Location": target})
+    with pytest.raises(loro.LoroError) as info:
+        client(server.base_url, retries=2).chat(cartpole_messages())
+    message = str(info.value)
+    assert f"a redirect (HTTP {status}) to " in message and "--base-url" in message
+    assert requests.compat.urljoin(server.base_url + "/", target) in message
+    assert len(server.requests) == 1
+
+
+def listener(behaviour: str) -> int:
+    """A TCP port on 127.0.0.1 where something listens that does not speak HTTP: "ssh" greets
+    with an SSH banner, "close" hangs up at once. Returns the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+
+    def serve():
+        while True:
+            conn, _ = sock.accept()
+            if behaviour == "ssh":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                time.sleep(0.2)
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("what, says, requests_made", [
+    ("ssh", "does not speak HTTP: it answered 'SSH-2.0-OpenSSH_9.6'", 1),
+    ("close", "accepted the connection but closed it without an HTTP answer", 3),
+    ("https", "the TLS handshake with 127.0.0.1:", 1)])
+def test_a_port_that_does_not_speak_http_is_named_for_what_is_there(server, what, says,
+                                                                     requests_made):
+    if what == "https":                          # https:// to a plain HTTP server
+        url, waits = server.base_url.replace("http://", "https://"), []
+    else:
+        url, waits = f"http://127.0.0.1:{listener(what)}/v1", []
+    with pytest.raises(loro.LoroError) as info:
+        client(url, waits, retries=2).chat(cartpole_messages())
+    message = str(info.value)
+    assert says in message and "--base-url" in message and "is it running" not in message
+    assert len(waits) == requests_made - 1 and "\n" not in message
+
+
 # --- what is sent ---------------------------------------------------------------------------
 
 def test_request_body_is_explicit_even_with_default_settings(server):
@@ -1500,11 +1725,10 @@ def test_request_body_is_explicit_even_with_default_settings(server):
 def test_vote_mode_sends_one_request_per_vote_with_its_own_seed(server):
     server.then(("ok", "Action: 1"), ("ok", "Action: 2"), ("ok", "I push right.\nAction: 2"))
     chat = client(server.base_url, temperature=0.7, max_tokens=32, seed=7)
-    spec = loro.env_spec("CartPole-v0")
-    action, rule, messages, replies = loro.ask_policy(
-        spec, chat, np.array([0.0, 0.0, 0.05, 0.0]), np.random.default_rng(0), mode="vote",
-        votes=3)
-    assert (action, rule, len(replies)) == (1, "tag", 3)              # two votes for "2"
+    spec, obs = loro.env_spec("CartPole-v0"), np.array([0.0, 0.0, 0.05, 0.0])
+    action, rule = loro.ask_policy(spec, chat, obs, np.random.default_rng(0), mode="vote", votes=3)
+    assert (action, rule, len(server.requests)) == (1, "tag", 3)      # two votes for "2"
+    messages = loro.build_messages(spec, obs, "vote")
     bodies = [r["body"] for r in server.requests]
     assert [b["seed"] for b in bodies] == [7, 8, 9]
     assert all(b["messages"] == messages and b["temperature"] == 0.7 and b["max_tokens"] == 32
@@ -1538,12 +1762,11 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
     asked = server.asked()                       # the last one failed; the idle worker may have
     assert asked[:answered + 1] == prompts[:answered + 1]      # started episode 2 meanwhile
     assert asked[answered + 1:] in ([], [prompts[first + int(np.sum(whole.episode == 1))]])
-    records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    settings, *records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
+    assert settings["settings"]["source"] == f"test @ {server.base_url}"
     assert [r["messages"] for r in records] == prompts[:answered]
     assert [(r["episode"], r["step"]) for r in records[first:]] == [(1, i) for i in range(20)]
     assert all(r["reply"] == cartpole_answer(r["messages"]) for r in records)
-    journal = [json.loads(line) for line in open(out + ".episodes.jsonl")]
-    assert [(e["episode"], len(e["rows"])) for e in journal] == [(0, first)]
     assert not os.path.exists(out)
 
     server.requests.clear()
@@ -1553,24 +1776,65 @@ def test_collection_resumes_asking_only_for_prompts_not_answered_before(server, 
     asked_again = server.asked()
     assert not any(m in prompts[:answered] for m in asked_again)
     assert asked_again == prompts[answered:]
-    assert chat.stats["cached"] == 20 and chat.stats["calls"] == len(whole) - answered
+    assert chat.stats["calls"] == len(whole) - answered
     for key in loro.DATASET_KEYS:                # identical to the uninterrupted collection
         np.testing.assert_array_equal(getattr(data, key), getattr(whole, key))
     assert data.meta["parse_counts"] == whole.meta["parse_counts"]
     records = [json.loads(line) for line in open(out + ".transcript.jsonl")]
-    answered_lines = [r for r in records if not r.get("cached")]
-    assert len(answered_lines) == len(whole)           # one line per answered call, ever
-    assert len(records) - len(answered_lines) == 20    # and a short one per replayed step
-    assert not os.path.exists(out + ".episodes.jsonl")
+    assert len(records) == 1 + len(whole)        # the settings, then one line per answer, ever
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "d.npz.transcript.jsonl"]
     saved = loro.load_dataset(out, "CartPole-v0")
     assert saved.meta["episodes"] == 3
     assert saved.meta["usage"]["calls"] == len(whole)  # usage over both runs, not the last
 
 
+def test_a_final_file_that_cannot_be_written_leaves_the_answers_safe(server, tmp_path,
+                                                                      monkeypatch):
+    def disk_full(dataset, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(loro, "save_dataset", disk_full)
+    out = str(tmp_path / "d.npz")
+    with pytest.raises(loro.LoroError) as info:
+        collect_over_http(client(server.base_url), out, n=2)
+    message, asked = str(info.value), len(server.requests)
+    assert f"cannot write {out} (No space left on device)" in message and "\n" not in message
+    assert f"the 2 episodes are safe in {out}.transcript.jsonl" in message
+    assert "run the same command again, which replays them without asking the model" in message
+    monkeypatch.undo()
+    server.default = ("status", 503, "gone")     # the server is gone: nothing is asked again
+    data = collect_over_http(client(server.base_url, retries=0), out, n=2)
+    assert len(server.requests) == asked and loro.load_dataset(out).meta["episodes"] == 2
+    assert len(data) == asked
+
+
+def test_when_one_call_gives_up_the_episodes_in_flight_stop_at_once(server):
+    """Episode 0's server always fails; episode 1 plays slowly, then fails too, later. When
+    episode 0 gives up, episode 1 stops at once (mid-wait) instead of running out its own
+    retries: the user waits one cycle of retries, not one per worker."""
+    spec = loro.env_spec("CartPole-v0")
+    obs, _ = loro.make_env(spec.env_id).reset(seed=loro.stream_seed(0, "prior episode", 0))
+    first_of_episode_0, started, failed = loro.build_messages(spec, obs), time.time(), []
+    gone = ("status", 503, "overloaded", {"Retry-After": "1.5"})
+
+    def behaviour(request):
+        if request["body"]["messages"] == first_of_episode_0:
+            return gone
+        if time.time() - started < 0.75:
+            return ("slow", 0.1, cartpole_answer(request["body"]["messages"]))
+        failed.append(time.time() - started)
+        return gone
+    server.default = behaviour
+    chat = loro.ChatClient(server.base_url, "test", retries=2, timeout=10)   # it really waits
+    with pytest.raises(loro.LoroError, match="HTTP 503: overloaded.*gave up after 2 retries"):
+        loro.collect(spec, lambda e: chat, 2, workers=2, log=loro.QUIET)
+    elapsed = time.time() - started              # episode 0 gives up at 3 s (0, 1.5, 3)
+    assert len(failed) == 2 and elapsed < 3.6    # episode 1: 0.75, 2.25, and no 3.75
+
+
 def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     """A finished .npz of other settings is refused (test_collect_refuses_to_mix_settings); the
-    journal of an interrupted collection must be too, or a re-run with another model or seed
-    silently keeps the old episodes under the new settings."""
+    transcript of an interrupted collection must be too, or a re-run with another model or seed
+    silently keeps the old answers under the new settings."""
     out = str(tmp_path / "d.npz")
     server.then(*[("policy",)] * 60)
     server.default = ("status", 503, "overloaded")
@@ -1579,6 +1843,39 @@ def test_resume_refuses_finished_episodes_of_other_settings(server, tmp_path):
     server.default = None
     with pytest.raises(loro.LoroError, match="collected with"):
         collect_over_http(client(server.base_url, model="model-b"), out)
+    other = str(tmp_path / "other.npz")          # a first call that failed binds nothing
+    with pytest.raises(loro.LoroError, match="cannot reach"):
+        collect_over_http(client(f"http://127.0.0.1:{unused_port()}/v1", retries=0), other)
+    assert collect_over_http(client(server.base_url), other).meta["episodes"] == 3
+
+
+FIELDS = ("content", "finish_reason", "usage", "choices", "message", "reasoning_content",
+          "object", "error", "id")
+
+
+def test_replies_of_random_json_end_in_an_action_a_counted_fallback_or_one_line(server,
+                                                                                tmp_path):
+    """A seeded fuzz: completions with random JSON (strings, numbers, nulls, lists, nested
+    objects) in their fields, or fields missing, each through the real client and a real
+    collection. Each ends in actions, counted fallbacks, or one LoroError line."""
+    rng, spec, ends = np.random.default_rng(20), loro.env_spec("FrozenLake-v1"), []
+    for case in range(120):
+        names = rng.choice(FIELDS, size=int(rng.integers(1, 3)), replace=False)
+        server.default = ("fields", {str(name): random_json(rng) if rng.random() < 0.8
+                                     else MISSING for name in names})
+        out = str(tmp_path / f"{case}.npz")
+        try:
+            data = loro.collect(spec, lambda e: client(server.base_url, retries=0), 1, out=out,
+                                log=loro.QUIET)
+        except loro.LoroError as error:
+            assert "\n" not in str(error)
+            ends.append("one line")
+            continue
+        counts, causes = data.meta["parse_counts"], data.meta["fallback_causes"]
+        assert sum(counts.values()) == len(data) and sum(causes.values()) == counts["fallback"]
+        assert 0 < loro.load_dataset(out).meta["usage"]["calls"] <= len(data)   # t = 0: cached
+        ends.append("fallback" if counts["fallback"] else "action")
+    assert all(ends.count(end) >= 5 for end in ("one line", "fallback", "action")), ends
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -1589,7 +1886,7 @@ def test_cli_collect_then_run_end_to_end(server, tmp_path):
                               cwd=tmp_path)
     assert code == 0, err
     data = loro.load_dataset(str(tmp_path / "X.npz"), "CartPole-v0")
-    calls = re.search(r"^LLM calls this run: (\d+) \(\+0 replayed from the cache\), (\d+) prompt "
+    calls = re.search(r"^LLM calls this run: (\d+), (\d+) prompt "
                       r"\+ (\d+) completion tokens, [\d.]+ s waiting, 0 retries; in all, over "
                       r"every run of this collection: (\d+) calls", out, re.M)
     assert calls, out
@@ -1734,17 +2031,34 @@ def test_cli_run_end_to_end_with_the_stand_in(tmp_path):
 
 
 
-def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampling():
-    messages = cartpole_messages()
+def test_cache_replays_a_prompt_anywhere_at_temperature_zero_but_not_when_sampling(server,
+                                                                                  tmp_path):
+    """At temperature 0 a prompt has one answer: the transcript replays it at any step that asks
+    it again. When sampling, every step asks; either way a re-run replays every step."""
+    spec = loro.env_spec("FrozenLake-v1")
+    server.default = ("ok", "Action: 1")                 # always left: a few states, revisited
+    for temperature in (0.0, 0.7):
+        out = str(tmp_path / f"t{temperature}.npz")
+        server.requests.clear()
+        chat = client(server.base_url, temperature=temperature)
+        data = loro.collect(spec, lambda e: chat, 3, out=out, log=loro.QUIET)
+        prompts = [json.dumps(m) for m in server.asked()]
+        records = [json.loads(line) for line in open(out + ".transcript.jsonl")][1:]
+        assert len(records) == len(data) and chat.stats["calls"] == len(prompts)
+        if temperature == 0:
+            assert len(set(prompts)) == len(prompts) < len(data)
+            assert sum(bool(r.get("cached")) for r in records) == len(data) - len(prompts)
+        else:
+            assert len(prompts) == len(data) and not any(r.get("cached") for r in records)
+        os.remove(out)                                   # the transcript alone rebuilds it
+        server.requests.clear()
+        again = loro.collect(spec, lambda e: client(server.base_url, temperature=temperature), 3,
+                             out=out, log=loro.QUIET)
+        assert server.requests == [] and np.array_equal(again.obs, data.obs)
     greedy = loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.0)
-    body = greedy.request(messages)
-    assert greedy.request_key(body, 0, (0, 3)) == greedy.request_key(body, 0, (5, 9))
-    sampling = loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.7)
-    body = sampling.request(messages)
-    assert sampling.request_key(body, 0, (0, 3)) != sampling.request_key(body, 0, (5, 9))
-    assert sampling.request_key(body, 0, (0, 3)) == sampling.request_key(body, 0, (0, 3))
-    assert sampling.request_key(body, 0) != sampling.request_key(body, 1)
-
+    assert greedy.prompt_key(cartpole_messages(), 0) != greedy.prompt_key(cartpole_messages(), 1)
+    assert loro.ChatClient("http://127.0.0.1:1/v1", "m", temperature=0.7).prompt_key(
+        cartpole_messages()) is None
 
 
 @pytest.mark.parametrize("args, says", [
@@ -1767,29 +2081,26 @@ def test_cli_other_commands_reject_bad_inputs_before_working(tmp_path, args, say
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "adir.npz"]
 
 
-def test_a_torn_journal_line_loses_only_its_own_episode(tmp_path):
-    """A crash can cut the journal's last line short; the next line must not glue onto it."""
+def test_a_torn_transcript_line_loses_only_its_own_answer(tmp_path):
+    """A crash can cut the transcript's last line short; the next line must not glue onto it,
+    and the answer it held is asked again."""
     spec = loro.env_spec("FrozenLake-v1")
-    out = str(tmp_path / "fl.npz")
-
-    def chats(fail_at):
-        def chat_for_episode(e):
-            chat = loro.ScriptedChat(spec.env_id, 0.3, e)
-            if e == fail_at:
-                def broken(messages, sample=0, where=()):
-                    raise loro.LoroError("server gone")
-                chat.chat = broken
-            return chat
-        return chat_for_episode
-
+    out, asked = str(tmp_path / "fl.npz"), []
     with pytest.raises(loro.LoroError):
-        loro.collect(spec, chats(2), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    with open(out + ".episodes.jsonl", "a") as f:
-        f.write('{"episode": 3, "rows": [[0, 1')        # torn by a crash
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 2), 4, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    with open(out + ".transcript.jsonl", "a") as f:
+        f.write('{"episode": 3, "step": 0, "sample": 0, "messages": [{"role": "sys')   # torn
     with pytest.raises(loro.LoroError, match="3 of 4 episodes are saved"):
-        loro.collect(spec, chats(3), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    data = loro.collect(spec, chats(None), 4, out=out, meta=dict(source="s"), log=lambda *_: None)
-    assert data.meta["episodes"] == 4
+        loro.collect(spec, counting_stand_in(spec.env_id, asked, lambda e: e == 3), 4, out=out,
+                     meta=dict(source="s"), log=lambda *_: None)
+    data = loro.collect(spec, counting_stand_in(spec.env_id, asked), 4, out=out,
+                        meta=dict(source="s"), log=lambda *_: None)
+    fresh = loro.collect(spec, lambda e: loro.ScriptedChat(spec.env_id, 0.3, e), 4,
+                         meta=dict(source="s"), log=lambda *_: None)
+    assert data.meta["episodes"] == 4 and np.array_equal(data.obs, fresh.obs)
+    lines = open(out + ".transcript.jsonl").read().splitlines()
+    assert sum(line.startswith('{"episode": 3, "step": 0, ') for line in lines) == 2
 
 
 def test_collecting_fewer_episodes_than_the_file_holds_keeps_the_file(tmp_path):

@@ -60,10 +60,7 @@ def main(p: argparse.ArgumentParser, work, argv=None):
         report = work(args)
     except loro.LoroError as error:
         sys.exit(f"error: {error}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, default=str)
-        print(f"wrote {args.json}")
+    loro.write_outputs(args, report)             # --json (a script writes its own --plot)
     print(f"wall time {(time.time() - started) / 60:.1f} min; load average at the end "
           f"{os.getloadavg()[0]:.2f} (this run's own processes included)")
     return report
