@@ -23,14 +23,14 @@ the order the data flows; a first reading can stop at §8. The appendices are ma
     §1  The environments in words   the registry: budgets, thresholds, the text an LLM reads
     §2  The LLM as a policy         prompt, reply, parse, vote
     §3  The dataset                 a row, one episode, the shipped LLM data
-    §4  Learners                    tabular Q-learning, tile coding + linear Q, actor-critic
+    §4  Learners                    tabular Q, tile coding + linear Q, actor-critic; exploring
     §5  The warm start              untried actions, offline updates, the prior's share
     §6  The same-budget experiment  the five methods, two curves, the metrics
     §7  Diagnostics                 value iteration, coverage of the optimal policy
     §8  Plots                       figures, returned to the caller
     A   The stand-in                rules of thumb behind the chat interface (not an LLM)
-    B   The HTTP client             retries, error explanations, a request cache
-    C   Collection and files        parallel episodes, journal and resume, file checks, priors
+    B   The HTTP client             retries, deadlines, error explanations
+    C   Collection and files        parallel episodes, a transcript to resume from, file checks
     D   The command line            run, collect, prompt, coverage; the main job
 The lesson reaches the machinery through two seams: a chat's .chat(messages) (A's stand-in or
 B's ChatClient) and make_priors() (C), which cuts each seed's prior from a recorded file or
@@ -88,7 +88,7 @@ class Config:
     cfg.resolved() fills the defaults in, cfg.check() refuses settings that cannot work."""
     env_id: str = "CliffWalking-v1"      # the main job's environment: the paper's headline
     methods: tuple = METHODS             # which of rl, llm, mix, loro, random to run
-    seeds: int = 5                       # independent runs per method, each from a fresh learner
+    seeds: int = 5                       # runs per method, each with its own random streams
     seed: int = 0                        # first seed; run i uses seed + i
     budget_steps: int | None = None      # environment steps per run, the prior's included
     eval_every: int = 200                # a point on the curve every K steps (the paper's chunk)
@@ -103,7 +103,7 @@ class Config:
     # the warm start (steps 2 and 3): three ingredients, each can be switched off (§5)
     init_untried: str = "calibrated"     # where untried actions start (UNTRIED, §5)
     pretrain_updates: int | None = None  # offline updates (None: the learner's own replay ratio)
-    prior_share: float | str | None = None  # the prior's share of a minibatch (None: on top)
+    prior_share: float | None = None     # the prior's share of a minibatch (None: on top)
     # the learner (§4)
     exploration: str = "optimistic"      # how the Q-learners explore (EXPLORATIONS, §4)
     alpha_scale: float = 1.0             # multiplies the learner's step size (< 1: slower)
@@ -1187,11 +1187,10 @@ def run_experiment(cfg: Config, log: Callable = print) -> dict:
         raw_prior_phase.append(float(behaviour_curve(lengths, returns, points[points <= len(p)])
                                      .sum()))
     source, kind = prior_source(cfg, recorded)
-    step_cap = (recorded.meta.get("collection") or {}).get("step_cap") if recorded else None
     return dict(
         env=cfg.env_id, budget_steps=cfg.budget_steps, eval_every=cfg.eval_every,
         eval_episodes=cfg.eval_episodes, threshold=spec.threshold, checkpoints=points.tolist(),
-        prior=dict(source=source, kind=kind, episodes=cfg.prior_episodes, step_cap=step_cap,
+        prior=dict(source=source, kind=kind, episodes=cfg.prior_episodes,
                    steps=[len(p) for p in priors.values()], raw_prior_phase=raw_prior_phase,
                    windows=[p.meta.get("window") for p in priors.values()],
                    mean_return=[float(p.episode_returns().mean()) for p in priors.values()]),
@@ -1211,28 +1210,27 @@ def sample_std(values) -> float:
 def verdict(results: dict) -> str:
     """One plain line: did the warm start pay over the whole budget, and what came after the
     prior's phase? loro and rl are paired seed by seed (a seed gives both the same random
-    streams). Seeds whose prior windows hold the same episodes share their data, so their
-    differences are averaged first: the rule counts K independent data windows, not seeds. A
+    streams). Seeds whose prior windows hold the same episodes of a file share their data, so
+    their differences are averaged first: the rule counts K independent priors, not seeds. A
     mean difference beyond two standard errors of those K averages pays (or costs)."""
     m = results["methods"]
     if "rl" not in m or "loro" not in m:
         return ""
     rl, lo = np.array(m["rl"]["cumulative"]), np.array(m["loro"]["cumulative"])
     scale = abs(rl.mean()) or 1.0
-    windows = [str(w) if w else seed for seed, w in enumerate(results["prior"]["windows"])]
-    diffs = np.array([np.mean((lo - rl)[[w == v for v in windows]])
-                      for w in dict.fromkeys(windows)])     # one per distinct window
-    relative = (lo.mean() - rl.mean()) / scale
-    said = f"loro {lo.mean():,.0f} against rl {rl.mean():,.0f} ({relative:+.1%}"
+    by_window = collections.defaultdict(list)    # the seeds' differences, by their data window
+    for seed, (window, diff) in enumerate(zip(results["prior"]["windows"], lo - rl)):
+        by_window[str(window) if window else seed].append(diff)
+    diffs = np.array([np.mean(d) for d in by_window.values()])   # one per independent window
+    said = f"loro {lo.mean():,.0f} against rl {rl.mean():,.0f}"
     if len(diffs) < 2:
-        said = f"one data window gives no verdict: {said})"
+        said = f"one prior gives no verdict: {said}"
     else:
-        se = sample_std(diffs) / np.sqrt(len(diffs))
-        gap = diffs.mean()
+        gap, se = diffs.mean(), sample_std(diffs) / np.sqrt(len(diffs))
         said = ("the warm start " + ("paid" if gap > 2 * se else "did not pay" if gap < -2 * se
                                      else "made no clear difference")
-                + f": {said}; paired by seed over {len(diffs)} independent data windows, the "
-                  f"gap is {gap / scale:+.1%} ± {2 * se / scale:.1%}, two standard errors)")
+                + f": {said}; paired by seed over {len(diffs)} independent priors, the "
+                  f"gap is {gap / scale:+.1%} ± {2 * se / scale:.1%} (two standard errors)")
     steps, points = results["prior"]["steps"], np.array(results["checkpoints"])
     after = [int((points > s).sum()) for s in steps]
     rl_first = np.mean([sum(c[:n]) for c, n in zip(m["rl"]["curves"], after)])
@@ -1357,8 +1355,8 @@ METHOD_STYLE = {"loro": ("tab:red", "loro (warm start + fine-tune)"),
                 "rl": ("tab:blue", "rl (RL from scratch)"),
                 "llm": ("tab:green", "llm (the prior alone)"), "random": ("tab:gray", "random")}
 PANELS = {"curves": "greedy policy, separate environment (the paper's)",
-          "earned_curves": "episodes the agent played, exploration included",
-          "cumulative": "cumulative reward, the paper's metric: the greedy curve's running sum"}
+          "earned_curves": "the episodes played, exploration included",
+          "cumulative": "the greedy curve's running sum (the paper's metric)"}
 BANDS = "bands: ±1 sample std over seeds (learners only), kept within the runs' range"
 LEARNERS = ("rl", "mix", "loro")
 
@@ -1387,7 +1385,7 @@ def _fit_y(ax, means: dict, extra=(), prior_bulk: bool = True) -> str:
     partly = [k for k, m in means.items() if m.min() < low - pad <= m.max()]
     said = [f"{', '.join(below)} below the axis"] if below else []
     said += [f"{', '.join(partly)} partly below"] if partly else []
-    return f" ({'; '.join(said)})" if said else ""
+    return f"\n({'; '.join(said)})" if said else ""
 
 
 def plot_curves(results: dict, ax=None, key: str = "curves", log_x: bool = True, legend=True):

@@ -993,13 +993,13 @@ def test_the_verdict_pairs_seeds_and_counts_independent_data_windows():
     # paired differences 2, 2, 2.4: a clear gain, though the two means' spreads overlap
     # (unpaired, two standard errors of the gap would be 2 * sqrt((1 + 1) / 3) = 2.3)
     said = loro.verdict(results([-11.0, -9.0, -10.0], [-9.0, -7.0, -7.6]))
-    assert "paid" in said and "over 3 independent data windows" in said
+    assert "paid" in said and "over 3 independent priors" in said
     assert "made no clear difference" in loro.verdict(results([-11.0, -9.0], [-8.0, -10.0]))
     # seeds 0 and 2 share a window: three seeds, two independent windows
-    assert "over 2 independent data windows" in loro.verdict(
+    assert "over 2 independent priors" in loro.verdict(
         results([-11.0, -9.0, -10.0], [-9.0, -7.0, -7.6], windows=[[0], [1], [0]]))
-    assert "one data window gives no verdict" in loro.verdict(results([-10.0], [-5.0]))
-    assert "one data window gives no verdict" in loro.verdict(
+    assert "one prior gives no verdict" in loro.verdict(results([-10.0], [-5.0]))
+    assert "one prior gives no verdict" in loro.verdict(
         results([-10.0, -9.0], [-5.0, -6.0], windows=[[3], [3]]))
     said = loro.verdict(results([-10.0, -9.0], [-5.0, -6.0]))
     assert "the 2 points taken during the prior's 10 episodes" in said

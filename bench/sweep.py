@@ -51,22 +51,25 @@ def plot_sweep(sweep: dict):
         xs.append(("coverage", "coverage of the optimal policy's state-actions"))
     fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 4), squeeze=False)
     labels = []
-    for r in rows:
-        labels.append(f"{r['noise']:g}" if r["noise"] is not None else r["source"].split(":")[0])
+    for r in rows:                               # a noise level, or the file's model name
+        name = r["source"].split(":")[0].replace(f"{sweep['env']}_", "").replace(".npz", "")
+        labels.append(f"noise {r['noise']:g}" if r["noise"] is not None else name)
     for ax, (key, xlabel) in zip(axes[0], xs):
         x = np.array([r[key] for r in rows])
         gain = np.array([r["gain_mean"] for r in rows])
         ax.errorbar(x, gain, yerr=[r["gain_std"] for r in rows], fmt="o", color="tab:red",
                     capsize=3)
-        for i, (xi, gi, label) in enumerate(zip(x, gain, labels)):
-            ax.annotate(label, (xi, gi), fontsize=7, textcoords="offset points",
-                        xytext=(5, 6 if i % 2 == 0 else -11))     # alternate: fewer overlaps
+        span = np.ptp(x) or 1.0
+        for i in range(len(rows)):               # labels of points at about one x: stacked
+            higher = np.sum((np.abs(x - x[i]) < 0.04 * span) & (gain > gain[i]))
+            ax.annotate(labels[i], (x[i], gain[i]), fontsize=7, textcoords="offset points",
+                        xytext=(6, 2 - 10 * higher), bbox=dict(fc="white", ec="none", pad=0.5))
         ax.axhline(0, color="k", lw=0.8)
         ax.margins(x=0.12, y=0.18)               # room for the labels at the edges
         ax.set(xlabel=xlabel, ylabel="gain in cumulative reward over RL")
         ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:+.0%}"))
-    fig.suptitle(f"{sweep['env']}: LORO's gain over RL for priors of different quality "
-                 f"(labels: the stand-in's noise), budget {sweep['budget_steps']:,}", fontsize=10)
+    fig.suptitle(f"{sweep['env']}: LORO's gain over RL for priors of different quality, budget "
+                 f"{sweep['budget_steps']:,}; bars: ±1 std over seeds", fontsize=10)
     fig.tight_layout()
     return fig
 
