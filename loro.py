@@ -391,8 +391,8 @@ def ask_policy(spec: EnvSpec, chat, obs, rng: np.random.Generator, mode: str = "
 # the one the policy saw BEFORE acting (easy to get wrong: the paper's released code pairs the
 # action with the state after it). `terminated` means a real end (goal, hole, fall): no value
 # after it. `truncated` means the clock ran out: the next state still has a value (§4).
-# play_episode rolls out one episode; `collect`, save_dataset and load_dataset (Appendix C) play
-# many, write and read-and-check .npz files. data/ ships the paper's own LLM data (data/README.md).
+# play_episode rolls out one episode; Appendix C collects, writes and checks many (collect,
+# save_dataset, load_dataset). data/ ships the paper's own LLM data (data/README.md).
 
 DATASET_KEYS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "episode")
 
@@ -509,9 +509,8 @@ class TabularQ:
 
         Q(s, a) <- Q(s, a) + alpha * [r + gamma * max_a' Q(s', a') - Q(s, a)]
 
-    Q starts at `start`, 0 by default. In games where every step costs -1 that is optimistic: an
-    untried action looks better than a tried one, which drives exploration even with a small
-    epsilon.
+    Q starts at `start`: 0, optimistic where steps cost -1, or below every return (the two ways
+    to explore, below make_learner's EXPLORATIONS).
     """
 
     def __init__(self, n_states: int, n_actions: int, alpha: float, gamma: float,
@@ -589,8 +588,7 @@ class LinearQ:
     target as in eq. 6.8): the gradient of Q(s, a) is 1 on its active tiles, so each moves by
         w[a, i] <- w[a, i] + (alpha / n_tilings) * [r + gamma * max_a' Q(s', a') - Q(s, a)].
     alpha / n_tilings makes alpha the step size of a whole Q value (S&B §9.5.4).
-    Initial values of 0 (`start`) are optimistic where every step costs -1 (MountainCar), so
-    there the greedy policy explores by itself and epsilon can be 0 (S&B §10.1).
+    A start of 0 is optimistic on MountainCar, so epsilon can be 0 there (S&B §10.1).
     """
 
     def __init__(self, coder: TileCoder, n_actions: int, alpha: float, gamma: float,
@@ -823,12 +821,11 @@ class ActorCritic:
 
 
 # How the Q-learners explore. "optimistic" (the registry's settings): Q starts at 0, above every
-# return where steps cost -1, so the greedy policy itself tries every untried action (S&B §2.6),
-# and epsilon follows the registry's schedule, 0 where optimism suffices. "undirected" (the
-# paper's DoubleDQN, online_main.py): epsilon-greedy with a constant 0.1, gamma 0.99, and Q
-# starting below every return, so that a tried action rises above the untried ones and only
-# chance tries something new. The actor-critic has no optimism to switch off: it is the same
-# under both (its exploration is Gaussian noise on the action).
+# return where steps cost -1, so the greedy policy tries every untried action by itself (S&B
+# §2.6). "undirected" (the paper's DoubleDQN, online_main.py): epsilon-greedy with a constant
+# 0.1, gamma 0.99, Q below every return: a tried action rises above the untried ones, and only
+# chance tries something new. The actor-critic, exploring by noise on its torque, has no
+# optimism to switch off: it is the same under both.
 EXPLORATIONS = ("optimistic", "undirected")
 
 
@@ -918,9 +915,6 @@ class ReplayBuffer:
             idx = np.concatenate([rng.integers(0, P, k), P + rng.integers(0, n, batch_size - k)])
         return tuple(column[idx] for column in self.columns)
 
-    def __len__(self) -> int:
-        return self.n_prior + self.n_online
-
 
 def pretrain(learner, prior: Dataset, updates: int, batch_size: int, rng: np.random.Generator,
              untried: np.ndarray | None = None, imitate: bool = False) -> np.ndarray:
@@ -943,19 +937,24 @@ UNTRIED = ("calibrated", "pessimistic", "keep")
 
 
 def untried_values(mode: str, spec: EnvSpec, prior: Dataset,
-                   gamma: float | None = None) -> np.ndarray | None:
+                   exploration: str = "optimistic") -> np.ndarray | None:
     """Per row of the prior, the value its state's untried actions start at (ingredient 1), for
-    a learner discounting by `gamma` (None: the environment's). NaN: no value, keep the start."""
-    gamma = spec.gamma if gamma is None else gamma
+    a learner exploring by `exploration` (§4); NaN: no value, the start stays. Never above the
+    learner's own start: the data may make an untried action look worse than it would without
+    data, never better. (Under "undirected" the start is below every return: every mode is
+    "keep". Raised to V_mu, untried actions would outrank the data's own, whose values are still
+    climbing from that start: bench/README.md §5.)"""
+    gamma, start, _ = exploration_settings(spec, exploration)
     if mode == "keep":
         return None
     if mode == "calibrated":                     # V_mu, a hair below: ties go to the data's action
         g = prior.returns_to_go(gamma)
         g = g - 1e-6 * (1.0 + np.abs(g))
         g[prior.censored()] = np.nan             # a censored return is no value
-        return g
-    horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
-    return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
+    else:
+        horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
+        g = np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
+    return np.minimum(g, start)
 
 
 def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.random.Generator):
@@ -963,7 +962,7 @@ def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.rand
     updates = cfg.pretrain_updates
     if updates is None:                          # the learner's own replay ratio
         updates = -(-len(prior) // spec.update_every)
-    values = untried_values(cfg.init_untried, spec, prior, learner.gamma)
+    values = untried_values(cfg.init_untried, spec, prior, cfg.exploration)
     return pretrain(learner, prior, updates, spec.batch_size, rng, untried=values,
                     imitate=cfg.init_untried != "keep")
 
