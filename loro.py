@@ -1609,7 +1609,6 @@ class Reply:
     finish_reason: str | None = "stop"           # "length": cut at max_tokens
     usage: dict | None = None                    # TOKENS, as far as the server counted them
     latency: float = 0.0
-    cached: bool = False                         # replayed from a transcript, not asked
     retries: int = 0                             # failed attempts before this reply came through
     reasoning: str | None = None                 # a reasoning model's thinking, beside the answer
 
@@ -1662,14 +1661,6 @@ class ChatClient:
         if self.seed is not None:
             body["seed"] = self.seed + sample
         return body
-
-    def prompt_key(self, messages: list, sample: int = 0) -> str | None:
-        """At temperature 0 a prompt has one answer, which a transcript (Appendix C) may replay
-        at any step: its key, a hash of URL and request (never the key). Sampling: None."""
-        if self.temperature > 0:
-            return None
-        request = dict(url=self.url, sample=sample, **self.request(messages, sample))
-        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
         """One completion. `stop`, once set (by a collection: another episode gave up, Ctrl-C),
@@ -2007,17 +1998,6 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     return None
 
 
-def _append(path: str):
-    """Open a file for appending one JSON line at a time. If a crash cut its last line short,
-    end that line first, so the next record does not glue onto it."""
-    if os.path.exists(path) and os.path.getsize(path):
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-    return open(path, "a", encoding="utf-8")
-
-
 def _json_lines(path: str):
     """The JSON objects of a JSON-lines file; a line cut short by a crash, or any line that is
     not a JSON object, is skipped."""
@@ -2037,52 +2017,29 @@ class Transcript:
     settings is refused), then every answer as one JSON line (episode, step and sample, messages,
     reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
     what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
-    workers ran and however nondeterministic the server; at temperature 0 a prompt's one answer
-    also serves any step that asks it again (a line marked "cached"). Append-only."""
+    workers ran and however nondeterministic the server. Append-only."""
 
     def __init__(self, path: str, settings: dict):
-        self.path, self.lock = path, threading.Lock()
-        self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
+        self.path, self.lock, self.answers = path, threading.Lock(), {}   # (episode, step, sample)
         recorded = None                          # the settings of the answers in the file
         for record in _json_lines(path):
+            where = (record.get("episode"), record.get("step"), record.get("sample"))
             if "settings" in record:
                 recorded = record["settings"]
-                continue
-            where = (record.get("episode"), record.get("step"), record.get("sample"))
-            if all(type(x) is int for x in where):
+            elif all(type(x) is int for x in where):
                 self.answers[where] = record
-            if isinstance(record.get("key"), str) and not record.get("cached"):
-                self.by_key[record["key"]] = record
         if self.answers and recorded is not None:        # none yet: other settings are fine
             _same_collection(path, recorded, settings)
-        self.file = _append(path)
+        if os.path.exists(path) and os.path.getsize(path):
+            with open(path, "rb+") as f:         # a crash cut the last line short: end it, so
+                f.seek(-1, os.SEEK_END)          # that the next record does not glue onto it
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+        self.file = open(path, "a", encoding="utf-8")
         if recorded != settings:
-            self.file.write(to_json(dict(settings=settings)) + "\n")
+            self.write(dict(settings=settings))
 
-    def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
-        """The answer of this (episode, step, sample), else of this prompt (`key`), else None."""
-        record = self.answers.get(where)
-        by_key = record is None or record.get("messages") != messages
-        if by_key:
-            record = self.by_key.get(key)
-            if record is None:
-                return None
-        reply = Reply(_text(record.get("reply")), _text(record.get("finish_reason")),
-                      cached=True, reasoning=_text(record.get("reasoning")))
-        if by_key:                               # this step's own line, for an exact replay
-            self.log(where, messages, reply, key, cached=True)
-        return reply
-
-    def log(self, where: tuple, messages: list, reply: Reply, key: str | None, cached=False):
-        episode, step, sample = where
-        record = dict(episode=episode, step=step, sample=sample, key=key, messages=messages,
-                      reply=reply.text, reasoning=reply.reasoning,
-                      finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                      usage=reply.usage, retries=reply.retries)
-        if cached:
-            record["cached"] = True
-        elif key is not None:
-            self.by_key[key] = record
+    def write(self, record: dict):
         with self.lock:
             self.file.write(to_json(record) + "\n")
             self.file.flush()
@@ -2092,7 +2049,7 @@ def transcript_usage(path: str) -> dict:
     """Answered calls, retries, tokens and seconds over every run of a collection."""
     total = dict(NO_USAGE)
     for record in _json_lines(path):
-        if "settings" in record or record.get("cached"):
+        if "settings" in record or record.get("cached"):   # "cached": a replay, by older versions
             continue
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
         total["calls"] += 1
@@ -2102,6 +2059,9 @@ def transcript_usage(path: str) -> dict:
             total[name] += int(_amount(usage.get(name)))
     total["seconds"] = round(total["seconds"], 2)
     return total
+
+
+FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
 
 
 class EpisodeChat:
@@ -2119,45 +2079,45 @@ class EpisodeChat:
             raise LoroError("stopped: the collection is stopping")
         if sample == 0:
             self.steps.append([])
-        where = (self.episode, len(self.steps) - 1, sample)
-        live = isinstance(self.inner, ChatClient)
-        key = self.inner.prompt_key(messages, sample) if live else None
-        reply = self.transcript.replay(where, messages, key) if self.transcript else None
-        if reply is not None:
+        step = len(self.steps) - 1
+        old = self.transcript.answers.get((self.episode, step, sample)) if self.transcript else None
+        replayed = old is not None and old.get("messages") == messages
+        if replayed:
+            reply = Reply(_text(old.get("reply")), _text(old.get("finish_reason")),
+                          reasoning=_text(old.get("reasoning")))
             self.behind.append((messages, sample))
-        elif live:
+        elif isinstance(self.inner, ChatClient):
             reply = self.inner.chat(messages, sample, stop=self.stop)
         else:        # the stand-in draws from one random stream per episode: it catches up on the
-            for old in self.behind:              # steps replayed, so that it goes on as it would
-                self.inner.chat(*old)            # have without the interruption
+            for asked in self.behind:            # steps replayed, so that it goes on as it would
+                self.inner.chat(*asked)          # have without the interruption
             self.behind.clear()
             reply = self.inner.chat(messages, sample)
-        if not reply.cached and self.transcript is not None:
-            self.transcript.log(where, messages, reply, key)
+        if self.transcript is not None and not replayed:
+            self.transcript.write(dict(
+                episode=self.episode, step=step, sample=sample, messages=messages,
+                reply=reply.text, reasoning=reply.reasoning, finish_reason=reply.finish_reason,
+                latency=round(reply.latency, 4), usage=reply.usage, retries=reply.retries))
         self.steps[-1].append(reply)
         return reply
 
-
-FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
-
-
-def fallback_cause(replies: list) -> str:
-    """Why a step fell back to a random action: the replies' most telling fault."""
-    if any(r.finish_reason == "length" for r in replies):
-        return "cut at --max-tokens"
-    if not any(r.text and r.text.strip() for r in replies):
-        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
-    return "unparseable"
-
-
-def episode_counts(rules: list, steps: list) -> dict:
-    """How often each parse rule (§2) chose an episode's action, and why each fallback did."""
-    counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
-    for rule, replies in zip(rules, steps):
-        counts[rule] += 1
-        if rule == "fallback":
-            counts[fallback_cause(replies)] += 1
-    return counts
+    def counts(self, rules: list) -> dict:
+        """How often each parse rule (§2) chose this episode's action, and why each fallback did:
+        its step's replies' most telling fault."""
+        counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+        for rule, replies in zip(rules, self.steps):
+            counts[rule] += 1
+            if rule != "fallback":
+                continue
+            if any(r.finish_reason == "length" for r in replies):
+                counts["cut at --max-tokens"] += 1
+            elif any(r.text and r.text.strip() for r in replies):
+                counts["unparseable"] += 1
+            elif any(r.reasoning for r in replies):
+                counts["reasoning, no answer"] += 1
+            else:
+                counts["empty content"] += 1
+        return counts
 
 
 def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
@@ -2194,7 +2154,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         except BaseException:
             stop.set()                             # the other episodes stop at their next call
             raise
-        result["counts"] = episode_counts(result["rules"], chat.steps)
+        result["counts"] = chat.counts(result["rules"])
         return result
 
     stop, started, done = threading.Event(), time.time(), {}
