@@ -67,6 +67,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matric
 import gymnasium as gym
 import numpy as np
 import requests
+import urllib3                                   # requests' transport; read1 needs 2.3 or later
 
 METHODS = ("rl", "llm", "mix", "loro", "random")
 
@@ -1706,19 +1707,24 @@ class ChatClient:
                 self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"},
                 timeout=(min(5.0, self.timeout), self.timeout),    # connect, then each read
                 stream=True, allow_redirects=False)
-            with response:                       # keep the body where requests keeps it
-                response._content = read_body(response, deadline, stop)
-        except requests.ReadTimeout:
+            with response:                       # the body as it arrives, given up at the
+                chunks = []                      # deadline however slowly it trickles: requests
+                while chunk := response.raw.read1(decode_content=True):   # bounds each read
+                    if time.monotonic() > deadline or stop.is_set():
+                        raise requests.ReadTimeout()
+                    chunks.append(chunk)
+                response._content = b"".join(chunks)   # where requests keeps a body
+        except (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
             return None, (f"no complete reply from {self.url} within --timeout "
                           f"{self.timeout:g} s; raise --timeout or check the server"), None
-        except requests.exceptions.ChunkedEncodingError:   # closed mid-body, or short of its
-            return None, CUT_OFF, None                      # Content-Length
+        except urllib3.exceptions.ProtocolError:            # closed mid-body, or mid-chunk
+            return None, CUT_OFF, None
         except requests.ConnectionError as error:
             problem, heals = connection_problem(error, self.base_url)
             if not heals:
                 raise LoroError(problem) from None
             return None, problem, None
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             return None, f"the connection to {self.url} failed ({type(error).__name__})", None
         code = response.status_code
         if 300 <= code < 400:                    # it could drop the key or turn POST into GET
@@ -1837,20 +1843,6 @@ def retry_after(headers) -> float | None:
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
     return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
-
-
-def read_body(response: requests.Response, deadline: float, stop: threading.Event) -> bytes:
-    """The body as it arrives, given up as a timeout at the deadline (or once `stop` is set)
-    however slowly it trickles: requests bounds each read of the socket, not the reply."""
-    chunks = []
-    try:
-        for chunk in response.iter_content(1):    # byte by byte: no read waits for a fuller chunk
-            if time.monotonic() > deadline or stop.is_set():
-                raise requests.ReadTimeout()
-            chunks.append(chunk)
-    except requests.ConnectionError:             # requests' name for a read that timed out
-        raise requests.ReadTimeout() from None   # mid-body
-    return b"".join(chunks)
 
 
 def connection_problem(error: requests.ConnectionError, base_url: str) -> tuple:
