@@ -1664,34 +1664,32 @@ class ChatClient:
         return body
 
     def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
-        """One completion. `stop`, once set (by a collection: another episode gave up, Ctrl-C),
-        ends this call's retries at once."""
-        reply = self._post(self.request(messages, sample), stop or threading.Event())
-        with self._lock:
-            self.stats["calls"] += 1
-            self.stats["seconds"] += reply.latency
-            for name in TOKENS:
-                self.stats[name] += (reply.usage or {}).get(name, 0)
-        return reply
-
-    def _post(self, body: dict, stop: threading.Event) -> Reply:
-        """POST with retries; a problem that no retry can heal raises at once."""
-        cut_offs = 0
+        """One completion, retried after a problem that a retry may heal (after as long as the
+        server asks, else an exponential backoff: about 0.5, 1, 2, 4, 8, 8 ... s); one that no
+        retry can heal raises at once. `stop`, once set (by a collection: another episode gave
+        up, Ctrl-C), ends the retries at once."""
+        body, stop, cut_offs = self.request(messages, sample), stop or threading.Event(), 0
         for attempt in range(self.retries + 1):
             started = time.monotonic()
             reply, problem, wait = self._attempt(body, started + self.timeout, stop)
             if reply is not None:
                 reply.latency, reply.retries = time.monotonic() - started, attempt
+                with self._lock:
+                    self.stats["calls"] += 1
+                    self.stats["seconds"] += reply.latency
+                    for name in TOKENS:
+                        self.stats[name] += reply.usage[name]
                 return reply
             cut_offs += problem == CUT_OFF
             if attempt == self.retries or stop.is_set():
                 break
             with self._lock:
                 self.stats["retries"] += 1
-            pause = wait if wait is not None else backoff(attempt)
+            if wait is None:                     # jittered, so that workers do not move as one
+                wait = min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
             if self.sleep is not None:
-                self.sleep(pause)
-            elif stop.wait(pause):               # woken early: the collection is stopping
+                self.sleep(wait)
+            elif stop.wait(wait):                # woken early: the collection is stopping
                 break
         if problem == CUT_OFF:
             problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
@@ -1838,11 +1836,6 @@ def retry_after(headers) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return None if math.isnan(seconds) else min(max(seconds, 0.0), 60.0)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
-    return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
 
 
 def connection_problem(error: requests.ConnectionError, base_url: str) -> tuple:
@@ -2027,14 +2020,12 @@ class Transcript:
                 f.seek(-1, os.SEEK_END)          # that the next record does not glue onto it
                 if f.read(1) != b"\n":
                     f.write(b"\n")
-        self.file = open(path, "a", encoding="utf-8")
         if recorded != settings:
             self.write(dict(settings=settings))
 
-    def write(self, record: dict):
-        with self.lock:
-            self.file.write(to_json(record) + "\n")
-            self.file.flush()
+    def write(self, record: dict):               # at once: a crash loses no answer
+        with self.lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(to_json(record) + "\n")
 
 
 def transcript_usage(path: str) -> dict:
@@ -2169,7 +2160,6 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         pool.shutdown(wait=True, cancel_futures=True)
         if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
-        transcript.file.close()
         saved = f"{len(done)} of {n_episodes} episodes are saved in {transcript.path}"
         if isinstance(error, KeyboardInterrupt):
             raise LoroError(f"interrupted: {saved}; run the same command again to resume")
@@ -2182,7 +2172,6 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"action ({causes}); the data is mostly a random policy's: check the model, "
             f"--max-tokens and --prompt-mode")
     if out:
-        transcript.file.close()
         dataset.meta["usage"] = transcript_usage(transcript.path)
         try:
             save_dataset(dataset, out)
@@ -2263,9 +2252,7 @@ def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
 
 def seed_window(seed: int, per_seed: int, n_available: int) -> list:
     """The episodes of a recorded file that seed `seed` takes: `per_seed` of them from episode
-    seed * per_seed on, wrapping around the file's end. A window depends on its seed alone, not
-    on how many seeds run; in a file of 30 episodes seeds 0-2 take disjoint windows and seed 3
-    takes seed 0's again (its own random streams, the same data)."""
+    seed * per_seed on, wrapping around the file's end: a window depends on its seed alone."""
     start = seed * per_seed % n_available
     return [(start + k) % n_available for k in range(per_seed)]
 
@@ -2409,8 +2396,7 @@ def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
         raise LoroError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
     existed = os.path.exists(path)
     try:
-        with open(path, "ab"):
-            pass
+        open(path, "ab").close()
         if not existed:
             os.remove(path)
     except OSError as error:
