@@ -1493,13 +1493,11 @@ class ScriptedChat:
     legal action instead of the rule's, the prior's quality from good (0) to useless (1)."""
 
     def __init__(self, env_id: str, noise: float = 0.0, seed=0):
-        if not 0.0 <= noise <= 1.0:
-            raise LoroError(f"--prior-noise must be between 0 and 1, got {noise}")
         self.spec, self.noise, self.rng = env_spec(env_id), noise, np.random.default_rng(seed)
         self.rule = SCRIPTED_RULES[env_id.split("-")[0]]
         self.name = f"scripted(noise={noise:g})"
 
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
+    def chat(self, messages: list, sample: int = 0) -> Reply:
         if self.rng.random() < self.noise:
             if self.spec.continuous_range:
                 action = round(float(self.rng.uniform(*self.spec.continuous_range)), 2)
@@ -1792,8 +1790,6 @@ class ChatClient:
                                       "maximum context", "too many tokens", "too long")):
             return (f"the prompt does not fit the model's context window ({said}); lower "
                     f"--max-tokens, use --prompt-mode direct, or serve a longer context")
-        if code == 429:
-            return f"the server at {self.base_url} is rate-limiting us ({said})"
         return f"the server at {self.base_url} answered {said}"
 
 
@@ -1983,65 +1979,59 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     return None
 
 
-def _json_lines(path: str):
-    """The JSON objects of a JSON-lines file; a line cut short by a crash, or any line that is
-    not a JSON object, is skipped."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError):
-                    continue
-                if isinstance(record, dict):
-                    yield record
-
-
 class Transcript:
     """OUT.transcript.jsonl: the collection's settings (once it holds answers, a re-run of other
     settings is refused), then every answer as one JSON line (episode, step and sample, messages,
     reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
     what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
-    workers ran and however nondeterministic the server. Append-only."""
+    workers ran and however nondeterministic the server. Append-only; a line cut short by a
+    crash, or one that is not a JSON object, is skipped."""
 
     def __init__(self, path: str, settings: dict):
         self.path, self.lock, self.answers = path, threading.Lock(), {}   # (episode, step, sample)
+        self.usage = dict(NO_USAGE)              # calls, retries, tokens, seconds, over every run
+        with open(path, "a+", encoding="utf-8", errors="replace") as f:
+            f.seek(0)
+            text = f.read()
+            if text and not text.endswith("\n"):     # a crash cut the last line short: end it,
+                f.write("\n")                        # so that the next one does not glue onto it
         recorded = None                          # the settings of the answers in the file
-        for record in _json_lines(path):
-            where = (record.get("episode"), record.get("step"), record.get("sample"))
-            if "settings" in record:
+        for line in text.split("\n"):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict) and "settings" in record:
                 recorded = record["settings"]
-            elif all(type(x) is int for x in where):
-                self.answers[where] = record
+            elif isinstance(record, dict):
+                self.count(record)
+                where = (record.get("episode"), record.get("step"), record.get("sample"))
+                if all(type(x) is int for x in where):
+                    self.answers[where] = record
         if self.answers and recorded is not None:        # none yet: other settings are fine
             _same_collection(path, recorded, settings)
-        if os.path.exists(path) and os.path.getsize(path):
-            with open(path, "rb+") as f:         # a crash cut the last line short: end it, so
-                f.seek(-1, os.SEEK_END)          # that the next record does not glue onto it
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
         if recorded != settings:
             self.write(dict(settings=settings))
 
     def write(self, record: dict):               # at once: a crash loses no answer
         with self.lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(to_json(record) + "\n")
+            if "settings" not in record:
+                self.count(record)
 
+    def cost(self) -> dict:
+        return dict(self.usage, seconds=round(self.usage["seconds"], 2))
 
-def transcript_usage(path: str) -> dict:
-    """Answered calls, retries, tokens and seconds over every run of a collection."""
-    total = dict(NO_USAGE)
-    for record in _json_lines(path):
-        if "settings" in record or record.get("cached"):   # "cached": a replay, by older versions
-            continue
+    def count(self, record: dict):
+        """Add an answer's cost to the usage ("cached": a replay, written by an older version)."""
+        if record.get("cached"):
+            return
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
-        total["calls"] += 1
-        total["retries"] += int(_amount(record.get("retries")))
-        total["seconds"] += _amount(record.get("latency"))
+        self.usage["calls"] += 1
+        self.usage["retries"] += int(_amount(record.get("retries")))
+        self.usage["seconds"] += _amount(record.get("latency"))
         for name in TOKENS:
-            total[name] += int(_amount(usage.get(name)))
-    total["seconds"] = round(total["seconds"], 2)
-    return total
+            self.usage[name] += int(_amount(usage.get(name)))
 
 
 FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
@@ -2118,15 +2108,14 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
     transcript = None
     if out:
         settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-        if os.path.exists(out):
-            old = load_dataset(out)
+        old = load_dataset(out) if os.path.exists(out) else None
+        if old is not None:
             _same_collection(out, old.meta, settings)
-            held = len(np.unique(old.episode))
-            if held >= n_episodes:
-                log(f"  {out} already holds {held} episodes; nothing to collect")
-                old.meta["usage"] = transcript_usage(out + ".transcript.jsonl")
-                return old.select_episodes(range(n_episodes))
         transcript = Transcript(out + ".transcript.jsonl", settings)
+        if old is not None and len(np.unique(old.episode)) >= n_episodes:
+            log(f"  {out} already holds {len(np.unique(old.episode))} episodes; nothing to collect")
+            old.meta["usage"] = transcript.cost()
+            return old.select_episodes(range(n_episodes))
         if transcript.answers:
             log(f"  resuming: {len(transcript.answers)} answers found in {transcript.path}")
 
@@ -2172,7 +2161,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"action ({causes}); the data is mostly a random policy's: check the model, "
             f"--max-tokens and --prompt-mode")
     if out:
-        dataset.meta["usage"] = transcript_usage(transcript.path)
+        dataset.meta["usage"] = transcript.cost()
         try:
             save_dataset(dataset, out)
         except OSError as error:
