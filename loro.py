@@ -1662,10 +1662,9 @@ class ChatClient:
         return body
 
     def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
-        """One completion, retried after a problem that a retry may heal (after as long as the
-        server asks, else an exponential backoff: about 0.5, 1, 2, 4, 8, 8 ... s); one that no
-        retry can heal raises at once. `stop`, once set (by a collection: another episode gave
-        up, Ctrl-C), ends the retries at once."""
+        """One completion. A problem that a retry may heal is retried after as long as the server
+        asks, else after about 0.5, 1, 2, 4, 8, 8 ... s; one that it cannot raises at once, and
+        so does `stop` once set (by a collection: another episode gave up, Ctrl-C)."""
         body, stop, cut_offs = self.request(messages, sample), stop or threading.Event(), 0
         for attempt in range(self.retries + 1):
             started = time.monotonic()
@@ -1820,11 +1819,10 @@ def retry_after(headers) -> float | None:
         if headers.get("retry-after-ms"):
             seconds = float(headers["retry-after-ms"]) / 1000
         elif headers.get("Retry-After"):
-            value = headers["Retry-After"]
             try:
-                seconds = float(value)
+                seconds = float(headers["Retry-After"])
             except ValueError:                   # a date; "-0000" and asctime ones are naive: UTC
-                when = email.utils.parsedate_to_datetime(value)
+                when = email.utils.parsedate_to_datetime(headers["Retry-After"])
                 when = when.replace(tzinfo=when.tzinfo or datetime.timezone.utc)
                 seconds = when.timestamp() - time.time()
         else:
@@ -1985,7 +1983,7 @@ class Transcript:
     reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
     what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
     workers ran and however nondeterministic the server. Append-only; a line cut short by a
-    crash, or one that is not a JSON object, is skipped."""
+    crash, or not a JSON object, is skipped."""
 
     def __init__(self, path: str, settings: dict):
         self.path, self.lock, self.answers = path, threading.Lock(), {}   # (episode, step, sample)
@@ -2149,10 +2147,9 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         pool.shutdown(wait=True, cancel_futures=True)
         if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
-        saved = f"{len(done)} of {n_episodes} episodes are saved in {transcript.path}"
-        if isinstance(error, KeyboardInterrupt):
-            raise LoroError(f"interrupted: {saved}; run the same command again to resume")
-        raise LoroError(f"{error} ({saved}; run the same command again to resume)")
+        cause = "interrupted" if isinstance(error, KeyboardInterrupt) else error
+        raise LoroError(f"{cause} ({len(done)} of {n_episodes} episodes are saved in "
+                        f"{transcript.path}; run the same command again to resume)")
     pool.shutdown()
     dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
     if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
@@ -2302,10 +2299,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs):                # no abbreviations: --budget is not --budget-steps
-        super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
+PARSING = dict(allow_abbrev=False, formatter_class=_Help)   # --budget is not --budget-steps
 
+
+class _Parser(argparse.ArgumentParser):
     def error(self, message):                    # one line (argparse's own prints the usage too)
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
@@ -2354,7 +2351,7 @@ LLM_OPTIONS = [
 
 def _add(commands, name: str, text: str, *option_lists):
     """The command `name` with its options (lists of (flag, argparse settings))."""
-    parser = commands.add_parser(name, help=text)
+    parser = commands.add_parser(name, help=text, **PARSING)
     for options in option_lists:
         for flag, settings in options:
             parser.add_argument(flag, **settings)
@@ -2594,7 +2591,7 @@ def main_job() -> list:
 
 
 def main(argv=None):
-    parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0], **PARSING)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add(commands, "run", "the same-budget comparison of rl, llm, mix, loro, random",
          PRIOR_OPTIONS, RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))],
