@@ -67,6 +67,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matric
 import gymnasium as gym
 import numpy as np
 import requests
+import urllib3                                   # requests' transport; read1 needs 2.3 or later
 
 METHODS = ("rl", "llm", "mix", "loro", "random")
 
@@ -1489,13 +1490,11 @@ class ScriptedChat:
     legal action instead of the rule's, the prior's quality from good (0) to useless (1)."""
 
     def __init__(self, env_id: str, noise: float = 0.0, seed=0):
-        if not 0.0 <= noise <= 1.0:
-            raise LoroError(f"--prior-noise must be between 0 and 1, got {noise}")
         self.spec, self.noise, self.rng = env_spec(env_id), noise, np.random.default_rng(seed)
         self.rule = SCRIPTED_RULES[env_id.split("-")[0]]
         self.name = f"scripted(noise={noise:g})"
 
-    def chat(self, messages: list, sample: int = 0, where: tuple = ()) -> Reply:
+    def chat(self, messages: list, sample: int = 0) -> Reply:
         if self.rng.random() < self.noise:
             if self.spec.continuous_range:
                 action = round(float(self.rng.uniform(*self.spec.continuous_range)), 2)
@@ -1606,7 +1605,6 @@ class Reply:
     finish_reason: str | None = "stop"           # "length": cut at max_tokens
     usage: dict | None = None                    # TOKENS, as far as the server counted them
     latency: float = 0.0
-    cached: bool = False                         # replayed from a transcript, not asked
     retries: int = 0                             # failed attempts before this reply came through
     reasoning: str | None = None                 # a reasoning model's thinking, beside the answer
 
@@ -1660,43 +1658,32 @@ class ChatClient:
             body["seed"] = self.seed + sample
         return body
 
-    def prompt_key(self, messages: list, sample: int = 0) -> str | None:
-        """At temperature 0 a prompt has one answer, which a transcript (Appendix C) may replay
-        at any step: its key, a hash of URL and request (never the key). Sampling: None."""
-        if self.temperature > 0:
-            return None
-        request = dict(url=self.url, sample=sample, **self.request(messages, sample))
-        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-
     def chat(self, messages: list, sample: int = 0, stop: threading.Event | None = None) -> Reply:
-        """One completion. `stop`, once set (by a collection: another episode gave up, Ctrl-C),
-        ends this call's retries at once."""
-        reply = self._post(self.request(messages, sample), stop or threading.Event())
-        with self._lock:
-            self.stats["calls"] += 1
-            self.stats["seconds"] += reply.latency
-            for name in TOKENS:
-                self.stats[name] += (reply.usage or {}).get(name, 0)
-        return reply
-
-    def _post(self, body: dict, stop: threading.Event) -> Reply:
-        """POST with retries; a problem that no retry can heal raises at once."""
-        cut_offs = 0
+        """One completion. A problem that a retry may heal is retried after as long as the server
+        asks, else after about 0.5, 1, 2, 4, 8, 8 ... s; one that it cannot raises at once, and
+        so does `stop` once set (by a collection: another episode gave up, Ctrl-C)."""
+        body, stop, cut_offs = self.request(messages, sample), stop or threading.Event(), 0
         for attempt in range(self.retries + 1):
             started = time.monotonic()
             reply, problem, wait = self._attempt(body, started + self.timeout, stop)
             if reply is not None:
                 reply.latency, reply.retries = time.monotonic() - started, attempt
+                with self._lock:
+                    self.stats["calls"] += 1
+                    self.stats["seconds"] += reply.latency
+                    for name in TOKENS:
+                        self.stats[name] += reply.usage[name]
                 return reply
             cut_offs += problem == CUT_OFF
             if attempt == self.retries or stop.is_set():
                 break
             with self._lock:
                 self.stats["retries"] += 1
-            pause = wait if wait is not None else backoff(attempt)
+            if wait is None:                     # jittered, so that workers do not move as one
+                wait = min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
             if self.sleep is not None:
-                self.sleep(pause)
-            elif stop.wait(pause):               # woken early: the collection is stopping
+                self.sleep(wait)
+            elif stop.wait(wait):                # woken early: the collection is stopping
                 break
         if problem == CUT_OFF:
             problem = f"the reply from {self.url} was cut off in transit {cut_offs} times"
@@ -1712,19 +1699,24 @@ class ChatClient:
                 self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"},
                 timeout=(min(5.0, self.timeout), self.timeout),    # connect, then each read
                 stream=True, allow_redirects=False)
-            with response:                       # keep the body where requests keeps it
-                response._content = read_body(response, deadline, stop)
-        except requests.ReadTimeout:
+            with response:                       # the body as it arrives, given up at the
+                chunks = []                      # deadline however slowly it trickles: requests
+                while chunk := response.raw.read1(decode_content=True):   # bounds each read
+                    if time.monotonic() > deadline or stop.is_set():
+                        raise requests.ReadTimeout()
+                    chunks.append(chunk)
+                response._content = b"".join(chunks)   # where requests keeps a body
+        except (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
             return None, (f"no complete reply from {self.url} within --timeout "
                           f"{self.timeout:g} s; raise --timeout or check the server"), None
-        except requests.exceptions.ChunkedEncodingError:   # closed mid-body, or short of its
-            return None, CUT_OFF, None                      # Content-Length
+        except urllib3.exceptions.ProtocolError:            # closed mid-body, or mid-chunk
+            return None, CUT_OFF, None
         except requests.ConnectionError as error:
             problem, heals = connection_problem(error, self.base_url)
             if not heals:
                 raise LoroError(problem) from None
             return None, problem, None
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             return None, f"the connection to {self.url} failed ({type(error).__name__})", None
         code = response.status_code
         if 300 <= code < 400:                    # it could drop the key or turn POST into GET
@@ -1794,8 +1786,6 @@ class ChatClient:
                                       "maximum context", "too many tokens", "too long")):
             return (f"the prompt does not fit the model's context window ({said}); lower "
                     f"--max-tokens, use --prompt-mode direct, or serve a longer context")
-        if code == 429:
-            return f"the server at {self.base_url} is rate-limiting us ({said})"
         return f"the server at {self.base_url} answered {said}"
 
 
@@ -1826,11 +1816,10 @@ def retry_after(headers) -> float | None:
         if headers.get("retry-after-ms"):
             seconds = float(headers["retry-after-ms"]) / 1000
         elif headers.get("Retry-After"):
-            value = headers["Retry-After"]
             try:
-                seconds = float(value)
+                seconds = float(headers["Retry-After"])
             except ValueError:                   # a date; "-0000" and asctime ones are naive: UTC
-                when = email.utils.parsedate_to_datetime(value)
+                when = email.utils.parsedate_to_datetime(headers["Retry-After"])
                 when = when.replace(tzinfo=when.tzinfo or datetime.timezone.utc)
                 seconds = when.timestamp() - time.time()
         else:
@@ -1838,25 +1827,6 @@ def retry_after(headers) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return None if math.isnan(seconds) else min(max(seconds, 0.0), 60.0)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with jitter: about 0.5, 1, 2, 4, 8, 8, ... seconds."""
-    return min(0.5 * 2 ** attempt, 8.0) * pyrandom.uniform(0.75, 1.25)
-
-
-def read_body(response: requests.Response, deadline: float, stop: threading.Event) -> bytes:
-    """The body as it arrives, given up as a timeout at the deadline (or once `stop` is set)
-    however slowly it trickles: requests bounds each read of the socket, not the reply."""
-    chunks = []
-    try:
-        for chunk in response.iter_content(1):    # byte by byte: no read waits for a fuller chunk
-            if time.monotonic() > deadline or stop.is_set():
-                raise requests.ReadTimeout()
-            chunks.append(chunk)
-    except requests.ConnectionError:             # requests' name for a read that timed out
-        raise requests.ReadTimeout() from None   # mid-body
-    return b"".join(chunks)
 
 
 def connection_problem(error: requests.ConnectionError, base_url: str) -> tuple:
@@ -2004,101 +1974,62 @@ def check_dataset(d: Dataset, env_id: str | None) -> str | None:
     return None
 
 
-def _append(path: str):
-    """Open a file for appending one JSON line at a time. If a crash cut its last line short,
-    end that line first, so the next record does not glue onto it."""
-    if os.path.exists(path) and os.path.getsize(path):
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-    return open(path, "a", encoding="utf-8")
-
-
-def _json_lines(path: str):
-    """The JSON objects of a JSON-lines file; a line cut short by a crash, or any line that is
-    not a JSON object, is skipped."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError):
-                    continue
-                if isinstance(record, dict):
-                    yield record
-
-
 class Transcript:
     """OUT.transcript.jsonl: the collection's settings (once it holds answers, a re-run of other
     settings is refused), then every answer as one JSON line (episode, step and sample, messages,
     reply, a reasoning model's thinking, finish_reason, latency, usage, retries). A re-run replays
     what each (episode, step, sample) got for the same prompt, exactly, in whatever order the
-    workers ran and however nondeterministic the server; at temperature 0 a prompt's one answer
-    also serves any step that asks it again (a line marked "cached"). Append-only."""
+    workers ran and however nondeterministic the server. Append-only; a line cut short by a
+    crash, or not a JSON object, is skipped."""
 
     def __init__(self, path: str, settings: dict):
-        self.path, self.lock = path, threading.Lock()
-        self.answers, self.by_key = {}, {}       # (episode, step, sample) -> record; key -> record
+        self.path, self.lock, self.answers = path, threading.Lock(), {}   # (episode, step, sample)
+        self.usage = dict(NO_USAGE)              # calls, retries, tokens, seconds, over every run
+        with open(path, "a+", encoding="utf-8", errors="replace") as f:
+            f.seek(0)
+            text = f.read()
+            if text and not text.endswith("\n"):     # a crash cut the last line short: end it,
+                f.write("\n")                        # so that the next one does not glue onto it
         recorded = None                          # the settings of the answers in the file
-        for record in _json_lines(path):
-            if "settings" in record:
-                recorded = record["settings"]
+        for line in text.split("\n"):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
                 continue
-            where = (record.get("episode"), record.get("step"), record.get("sample"))
-            if all(type(x) is int for x in where):
-                self.answers[where] = record
-            if isinstance(record.get("key"), str) and not record.get("cached"):
-                self.by_key[record["key"]] = record
+            if isinstance(record, dict) and "settings" in record:
+                recorded = record["settings"]
+            elif isinstance(record, dict):
+                self.count(record)
+                where = (record.get("episode"), record.get("step"), record.get("sample"))
+                if all(type(x) is int for x in where):
+                    self.answers[where] = record
         if self.answers and recorded is not None:        # none yet: other settings are fine
             _same_collection(path, recorded, settings)
-        self.file = _append(path)
         if recorded != settings:
-            self.file.write(to_json(dict(settings=settings)) + "\n")
+            self.write(dict(settings=settings))
 
-    def replay(self, where: tuple, messages: list, key: str | None) -> Reply | None:
-        """The answer of this (episode, step, sample), else of this prompt (`key`), else None."""
-        record = self.answers.get(where)
-        by_key = record is None or record.get("messages") != messages
-        if by_key:
-            record = self.by_key.get(key)
-            if record is None:
-                return None
-        reply = Reply(_text(record.get("reply")), _text(record.get("finish_reason")),
-                      cached=True, reasoning=_text(record.get("reasoning")))
-        if by_key:                               # this step's own line, for an exact replay
-            self.log(where, messages, reply, key, cached=True)
-        return reply
+    def write(self, record: dict):               # at once: a crash loses no answer
+        with self.lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(to_json(record) + "\n")
+            if "settings" not in record:
+                self.count(record)
 
-    def log(self, where: tuple, messages: list, reply: Reply, key: str | None, cached=False):
-        episode, step, sample = where
-        record = dict(episode=episode, step=step, sample=sample, key=key, messages=messages,
-                      reply=reply.text, reasoning=reply.reasoning,
-                      finish_reason=reply.finish_reason, latency=round(reply.latency, 4),
-                      usage=reply.usage, retries=reply.retries)
-        if cached:
-            record["cached"] = True
-        elif key is not None:
-            self.by_key[key] = record
-        with self.lock:
-            self.file.write(to_json(record) + "\n")
-            self.file.flush()
+    def cost(self) -> dict:
+        return dict(self.usage, seconds=round(self.usage["seconds"], 2))
 
-
-def transcript_usage(path: str) -> dict:
-    """Answered calls, retries, tokens and seconds over every run of a collection."""
-    total = dict(NO_USAGE)
-    for record in _json_lines(path):
-        if "settings" in record or record.get("cached"):
-            continue
+    def count(self, record: dict):
+        """Add an answer's cost to the usage ("cached": a replay, written by an older version)."""
+        if record.get("cached"):
+            return
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
-        total["calls"] += 1
-        total["retries"] += int(_amount(record.get("retries")))
-        total["seconds"] += _amount(record.get("latency"))
+        self.usage["calls"] += 1
+        self.usage["retries"] += int(_amount(record.get("retries")))
+        self.usage["seconds"] += _amount(record.get("latency"))
         for name in TOKENS:
-            total[name] += int(_amount(usage.get(name)))
-    total["seconds"] = round(total["seconds"], 2)
-    return total
+            self.usage[name] += int(_amount(usage.get(name)))
+
+
+FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
 
 
 class EpisodeChat:
@@ -2116,45 +2047,45 @@ class EpisodeChat:
             raise LoroError("stopped: the collection is stopping")
         if sample == 0:
             self.steps.append([])
-        where = (self.episode, len(self.steps) - 1, sample)
-        live = isinstance(self.inner, ChatClient)
-        key = self.inner.prompt_key(messages, sample) if live else None
-        reply = self.transcript.replay(where, messages, key) if self.transcript else None
-        if reply is not None:
+        step = len(self.steps) - 1
+        old = self.transcript.answers.get((self.episode, step, sample)) if self.transcript else None
+        replayed = old is not None and old.get("messages") == messages
+        if replayed:
+            reply = Reply(_text(old.get("reply")), _text(old.get("finish_reason")),
+                          reasoning=_text(old.get("reasoning")))
             self.behind.append((messages, sample))
-        elif live:
+        elif isinstance(self.inner, ChatClient):
             reply = self.inner.chat(messages, sample, stop=self.stop)
         else:        # the stand-in draws from one random stream per episode: it catches up on the
-            for old in self.behind:              # steps replayed, so that it goes on as it would
-                self.inner.chat(*old)            # have without the interruption
+            for asked in self.behind:            # steps replayed, so that it goes on as it would
+                self.inner.chat(*asked)          # have without the interruption
             self.behind.clear()
             reply = self.inner.chat(messages, sample)
-        if not reply.cached and self.transcript is not None:
-            self.transcript.log(where, messages, reply, key)
+        if self.transcript is not None and not replayed:
+            self.transcript.write(dict(
+                episode=self.episode, step=step, sample=sample, messages=messages,
+                reply=reply.text, reasoning=reply.reasoning, finish_reason=reply.finish_reason,
+                latency=round(reply.latency, 4), usage=reply.usage, retries=reply.retries))
         self.steps[-1].append(reply)
         return reply
 
-
-FALLBACK_CAUSES = ("empty content", "reasoning, no answer", "cut at --max-tokens", "unparseable")
-
-
-def fallback_cause(replies: list) -> str:
-    """Why a step fell back to a random action: the replies' most telling fault."""
-    if any(r.finish_reason == "length" for r in replies):
-        return "cut at --max-tokens"
-    if not any(r.text and r.text.strip() for r in replies):
-        return "reasoning, no answer" if any(r.reasoning for r in replies) else "empty content"
-    return "unparseable"
-
-
-def episode_counts(rules: list, steps: list) -> dict:
-    """How often each parse rule (§2) chose an episode's action, and why each fallback did."""
-    counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
-    for rule, replies in zip(rules, steps):
-        counts[rule] += 1
-        if rule == "fallback":
-            counts[fallback_cause(replies)] += 1
-    return counts
+    def counts(self, rules: list) -> dict:
+        """How often each parse rule (§2) chose this episode's action, and why each fallback did:
+        its step's replies' most telling fault."""
+        counts = dict.fromkeys(PARSE_RULES + FALLBACK_CAUSES, 0)
+        for rule, replies in zip(rules, self.steps):
+            counts[rule] += 1
+            if rule != "fallback":
+                continue
+            if any(r.finish_reason == "length" for r in replies):
+                counts["cut at --max-tokens"] += 1
+            elif any(r.text and r.text.strip() for r in replies):
+                counts["unparseable"] += 1
+            elif any(r.reasoning for r in replies):
+                counts["reasoning, no answer"] += 1
+            else:
+                counts["empty content"] += 1
+        return counts
 
 
 def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: int = 0,
@@ -2172,15 +2103,14 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
     transcript = None
     if out:
         settings = {k: meta.get(k) for k in ("env_id", "source", "seed", "prompt")}
-        if os.path.exists(out):
-            old = load_dataset(out)
+        old = load_dataset(out) if os.path.exists(out) else None
+        if old is not None:
             _same_collection(out, old.meta, settings)
-            held = len(np.unique(old.episode))
-            if held >= n_episodes:
-                log(f"  {out} already holds {held} episodes; nothing to collect")
-                old.meta["usage"] = transcript_usage(out + ".transcript.jsonl")
-                return old.select_episodes(range(n_episodes))
         transcript = Transcript(out + ".transcript.jsonl", settings)
+        if old is not None and len(np.unique(old.episode)) >= n_episodes:
+            log(f"  {out} already holds {len(np.unique(old.episode))} episodes; nothing to collect")
+            old.meta["usage"] = transcript.cost()
+            return old.select_episodes(range(n_episodes))
         if transcript.answers:
             log(f"  resuming: {len(transcript.answers)} answers found in {transcript.path}")
 
@@ -2191,7 +2121,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         except BaseException:
             stop.set()                             # the other episodes stop at their next call
             raise
-        result["counts"] = episode_counts(result["rules"], chat.steps)
+        result["counts"] = chat.counts(result["rules"])
         return result
 
     stop, started, done = threading.Event(), time.time(), {}
@@ -2214,11 +2144,9 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
         pool.shutdown(wait=True, cancel_futures=True)
         if transcript is None or not isinstance(error, (KeyboardInterrupt, LoroError)):
             raise
-        transcript.file.close()
-        saved = f"{len(done)} of {n_episodes} episodes are saved in {transcript.path}"
-        if isinstance(error, KeyboardInterrupt):
-            raise LoroError(f"interrupted: {saved}; run the same command again to resume")
-        raise LoroError(f"{error} ({saved}; run the same command again to resume)")
+        cause = "interrupted" if isinstance(error, KeyboardInterrupt) else error
+        raise LoroError(f"{cause} ({len(done)} of {n_episodes} episodes are saved in "
+                        f"{transcript.path}; run the same command again to resume)")
     pool.shutdown()
     dataset = _as_dataset(spec, [done[e] for e in sorted(done)], meta)
     if dataset.meta["fallback_rate"] >= 0.5:     # mostly random actions: say so, and why
@@ -2227,8 +2155,7 @@ def collect(spec: EnvSpec, chat_for_episode: Callable, n_episodes: int, seed: in
             f"action ({causes}); the data is mostly a random policy's: check the model, "
             f"--max-tokens and --prompt-mode")
     if out:
-        transcript.file.close()
-        dataset.meta["usage"] = transcript_usage(transcript.path)
+        dataset.meta["usage"] = transcript.cost()
         try:
             save_dataset(dataset, out)
         except OSError as error:
@@ -2308,9 +2235,7 @@ def prior_source(cfg: Config, recorded: Dataset | None = None) -> tuple:
 
 def seed_window(seed: int, per_seed: int, n_available: int) -> list:
     """The episodes of a recorded file that seed `seed` takes: `per_seed` of them from episode
-    seed * per_seed on, wrapping around the file's end. A window depends on its seed alone, not
-    on how many seeds run; in a file of 30 episodes seeds 0-2 take disjoint windows and seed 3
-    takes seed 0's again (its own random streams, the same data)."""
+    seed * per_seed on, wrapping around the file's end: a window depends on its seed alone."""
     start = seed * per_seed % n_available
     return [(start + k) % n_available for k in range(per_seed)]
 
@@ -2371,10 +2296,10 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs):                # no abbreviations: --budget is not --budget-steps
-        super().__init__(allow_abbrev=False, formatter_class=_Help, **kwargs)
+PARSING = dict(allow_abbrev=False, formatter_class=_Help)   # --budget is not --budget-steps
 
+
+class _Parser(argparse.ArgumentParser):
     def error(self, message):                    # one line (argparse's own prints the usage too)
         command = "" if self.prog == "loro.py" else " " + self.prog.split()[-1]
         self.exit(2, f"error: {message}; see `python loro.py{command} --help`\n")
@@ -2423,7 +2348,7 @@ LLM_OPTIONS = [
 
 def _add(commands, name: str, text: str, *option_lists):
     """The command `name` with its options (lists of (flag, argparse settings))."""
-    parser = commands.add_parser(name, help=text)
+    parser = commands.add_parser(name, help=text, **PARSING)
     for options in option_lists:
         for flag, settings in options:
             parser.add_argument(flag, **settings)
@@ -2454,8 +2379,7 @@ def output_path(path: str | None, suffixes: tuple, flag: str) -> str | None:
         raise LoroError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
     existed = os.path.exists(path)
     try:
-        with open(path, "ab"):
-            pass
+        open(path, "ab").close()
         if not existed:
             os.remove(path)
     except OSError as error:
@@ -2664,7 +2588,7 @@ def main_job() -> list:
 
 
 def main(argv=None):
-    parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="loro.py", description=__doc__.split("\n\n")[0], **PARSING)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add(commands, "run", "the same-budget comparison of rl, llm, mix, loro, random",
          PRIOR_OPTIONS, RUN_OPTIONS, [("--methods", dict(help=f"a subset of {','.join(METHODS)}"))],
