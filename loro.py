@@ -67,7 +67,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy: tiny matric
 import gymnasium as gym
 import numpy as np
 import requests
-import urllib3                                   # requests' transport; read1 needs 2.3 or later
+import urllib3                                   # requests' own transport (its errors, read1)
 
 METHODS = ("rl", "llm", "mix", "loro", "random")
 
@@ -1699,9 +1699,11 @@ class ChatClient:
                 self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"},
                 timeout=(min(5.0, self.timeout), self.timeout),    # connect, then each read
                 stream=True, allow_redirects=False)
+            read1 = getattr(response.raw, "read1", None)   # urllib3 2.3 and later; else bytewise
             with response:                       # the body as it arrives, given up at the
                 chunks = []                      # deadline however slowly it trickles: requests
-                while chunk := response.raw.read1(decode_content=True):   # bounds each read
+                while chunk := (read1(decode_content=True) if read1 else   # bounds each read
+                                response.raw.read(1, decode_content=True)):
                     if time.monotonic() > deadline or stop.is_set():
                         raise requests.ReadTimeout()
                     chunks.append(chunk)
