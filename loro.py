@@ -32,6 +32,7 @@ the order the data flows; a first reading can stop at §8. The appendices are ma
     B   The HTTP client             retries, deadlines, error explanations
     C   Collection and files        parallel episodes, a transcript to resume from, file checks
     D   The command line            run, collect, prompt, coverage; the main job
+    E   Neural networks             an MLP with hand-written gradients, and Adam (§4's TD3)
 The lesson reaches the machinery through two seams: a chat's .chat(messages) (A's stand-in or
 B's ChatClient) and make_priors() (C), which cuts each seed's prior from a recorded file or
 collects it, playing §3's play_episode many times. The benchmarks that rebuild the published
@@ -50,7 +51,6 @@ import dataclasses
 import datetime
 import email.utils
 import functools
-import hashlib
 import json
 import math
 import os
@@ -473,19 +473,6 @@ def play_episode(spec: EnvSpec, chat, episode: int, seed: int, mode: str = "dire
             return dict(episode=episode, rows=rows, rules=rules)
 
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
-
-
-def shipped_datasets(env_id: str) -> dict:
-    """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
-    They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
-    prefix = env_id + "_"
-    names = sorted(os.listdir(DATA_DIR)) if os.path.isdir(DATA_DIR) else []
-    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names
-            if f.startswith(prefix) and f.endswith(".npz")}
-
-
 # --- §4 Learners ---------------------------------------------------------------------------------
 # Three off-policy learners from scratch, simplest first. They share method names, not a base
 # class:  act(obs, rng, greedy=False) -> action   and   update(s, a, r, s2, terminated) -> float,
@@ -643,82 +630,8 @@ class LinearQ:
 # Continuous actions (Pendulum): a small actor-critic. A deterministic actor a = pi(s) and a
 # critic Q(s, a) learn from replayed transitions of any policy, so the same `update` serves the
 # offline pre-training and the online fine-tuning. The networks are tiny multi-layer perceptrons
-# with hand-written forward and backward passes (checked against finite differences in the tests).
-
-class MLP:
-    """`n_nets` parallel ReLU networks with a linear last layer, all weights in ONE flat vector
-    (so Adam and the target-network average are a few vector operations).
-
-    Layer l: x_{l+1} = relu(x_l @ W_l + b_l), no relu after the last layer. W_l is
-    (n_nets, fan_in, fan_out); the input (B, in) is shared; the output is (n_nets, B, out).
-    """
-
-    def __init__(self, sizes: list, rng: np.random.Generator, n_nets: int = 1,
-                 dtype=np.float32):
-        self.shapes = [(n_nets, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
-        self.theta = np.zeros(sum(n * (i + 1) * o for n, i, o in self.shapes), dtype)
-        self.grad = np.zeros_like(self.theta)
-        self.W, self.b = self._views(self.theta)
-        self.gW, self.gb = self._views(self.grad)
-        for W, b in zip(self.W, self.b):         # uniform(+-1/sqrt(fan_in)), PyTorch's default
-            bound = 1.0 / np.sqrt(W.shape[1])
-            W[...] = rng.uniform(-bound, bound, W.shape)
-            b[...] = rng.uniform(-bound, bound, b.shape)
-
-    def _views(self, flat: np.ndarray) -> tuple:
-        """Each layer's W and b as views (no copies) into consecutive slices of `flat`: layer
-        after layer, W's n * i * o numbers then b's n * o. Writing to a view writes to `flat`."""
-        Ws, bs, k = [], [], 0                    # k: where the next slice starts
-        for n, i, o in self.shapes:
-            Ws.append(flat[k:k + n * i * o].reshape(n, i, o))     # (n_nets, fan_in, fan_out)
-            k += n * i * o
-            bs.append(flat[k:k + n * o].reshape(n, 1, o))         # (n_nets, 1, fan_out)
-            k += n * o
-        return Ws, bs
-
-    def forward(self, x: np.ndarray, first_only: bool = False) -> tuple:
-        """Output (n_nets, B, out), or (1, B, out) for the first net only (the critic Q1 that the
-        actor climbs), and the layer inputs (for backward)."""
-        k = 1 if first_only else None            # W[:k]: the first net, or all of them
-        inputs = []
-        for l, (W, b) in enumerate(zip(self.W, self.b)):
-            inputs.append(x)
-            x = x @ W[:k] + b[:k]
-            if l < len(self.W) - 1:
-                x = np.maximum(x, 0)
-        return x, inputs
-
-    def backward(self, inputs: list, dy: np.ndarray, first_only: bool = False) -> tuple:
-        """Backpropagate dL/d(output) = dy. Returns (dL/dtheta as a flat vector, dL/d(input)).
-        For y = x W + b: dL/dW = x^T dy, dL/db = sum over the batch of dy, dL/dx = dy W^T;
-        through relu the gradient passes only where the layer's output was positive."""
-        k = 1 if first_only else None
-        for l in range(len(self.W) - 1, -1, -1):
-            x = inputs[l]
-            self.gW[l][:k] = x.swapaxes(-1, -2) @ dy
-            self.gb[l][:k] = dy.sum(axis=-2, keepdims=True)
-            dx = dy @ self.W[l][:k].swapaxes(-1, -2)
-            if l > 0:
-                dy = dx * (x > 0)                # x is the previous layer's relu output
-        return self.grad, dx
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015) on a flat parameter vector, in place:
-        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,
-        theta <- theta - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
-
-    def __init__(self, theta: np.ndarray, lr: float, b1=0.9, b2=0.999, eps=1e-8):
-        self.theta, self.lr, self.b1, self.b2, self.eps = theta, lr, b1, b2, eps
-        self.m, self.v, self.t = np.zeros_like(theta), np.zeros_like(theta), 0
-
-    def step(self, g: np.ndarray):
-        self.t += 1
-        self.m += (1 - self.b1) * (g - self.m)
-        self.v += (1 - self.b2) * (g * g - self.v)
-        lr = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        self.theta -= lr * self.m / (np.sqrt(self.v) + self.eps)
-
+# with hand-written forward and backward passes, and Adam (Appendix E: machinery a reader may
+# take on trust; the tests check the gradients against finite differences).
 
 class ActorCritic:
     """TD3 (Fujimoto, van Hoof & Meger 2018): DDPG (Lillicrap et al. 2016) with three fixes,
@@ -2183,6 +2096,19 @@ def to_json(value) -> str:
 # Each seed's prior for run_experiment (§6): a window of a recorded file, or fresh episodes of
 # the stand-in or a live LLM. What plays it is settled first, by cfg.resolved() (§0).
 
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DEFAULT_PRIOR, STAND_IN, STAND_IN_NOISE = "qwen2.5-7b", "scripted", 0.2
+
+
+def shipped_datasets(env_id: str) -> dict:
+    """The recorded LLM datasets shipped in data/ for one environment: {model name: path}.
+    They are the LORO paper's own (data/README.md): data/<env id>_<model name>.npz."""
+    prefix = env_id + "_"
+    names = sorted(os.listdir(DATA_DIR)) if os.path.isdir(DATA_DIR) else []
+    return {f[len(prefix):-4]: os.path.join(DATA_DIR, f) for f in names
+            if f.startswith(prefix) and f.endswith(".npz")}
+
+
 def resolve(cfg: Config) -> Config:
     """A copy of cfg with the defaults filled in: budget, evaluation episodes, and the prior (a
     shipped dataset's path, or the stand-in's noise)."""
@@ -2619,6 +2545,85 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
         sys.exit("interrupted")
+
+
+# --- Appendix E. The actor-critic's networks ------------------------------------------------------
+# §4's actor-critic learns with these: an MLP whose forward and backward passes are written out
+# by hand (no autograd), and the Adam optimiser, both on one flat parameter vector.
+
+class MLP:
+    """`n_nets` parallel ReLU networks with a linear last layer, all weights in ONE flat vector
+    (so Adam and the target-network average are a few vector operations).
+
+    Layer l: x_{l+1} = relu(x_l @ W_l + b_l), no relu after the last layer. W_l is
+    (n_nets, fan_in, fan_out); the input (B, in) is shared; the output is (n_nets, B, out).
+    """
+
+    def __init__(self, sizes: list, rng: np.random.Generator, n_nets: int = 1,
+                 dtype=np.float32):
+        self.shapes = [(n_nets, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
+        self.theta = np.zeros(sum(n * (i + 1) * o for n, i, o in self.shapes), dtype)
+        self.grad = np.zeros_like(self.theta)
+        self.W, self.b = self._views(self.theta)
+        self.gW, self.gb = self._views(self.grad)
+        for W, b in zip(self.W, self.b):         # uniform(+-1/sqrt(fan_in)), PyTorch's default
+            bound = 1.0 / np.sqrt(W.shape[1])
+            W[...] = rng.uniform(-bound, bound, W.shape)
+            b[...] = rng.uniform(-bound, bound, b.shape)
+
+    def _views(self, flat: np.ndarray) -> tuple:
+        """Each layer's W and b as views (no copies) into consecutive slices of `flat`: layer
+        after layer, W's n * i * o numbers then b's n * o. Writing to a view writes to `flat`."""
+        Ws, bs, k = [], [], 0                    # k: where the next slice starts
+        for n, i, o in self.shapes:
+            Ws.append(flat[k:k + n * i * o].reshape(n, i, o))     # (n_nets, fan_in, fan_out)
+            k += n * i * o
+            bs.append(flat[k:k + n * o].reshape(n, 1, o))         # (n_nets, 1, fan_out)
+            k += n * o
+        return Ws, bs
+
+    def forward(self, x: np.ndarray, first_only: bool = False) -> tuple:
+        """Output (n_nets, B, out), or (1, B, out) for the first net only (the critic Q1 that the
+        actor climbs), and the layer inputs (for backward)."""
+        k = 1 if first_only else None            # W[:k]: the first net, or all of them
+        inputs = []
+        for l, (W, b) in enumerate(zip(self.W, self.b)):
+            inputs.append(x)
+            x = x @ W[:k] + b[:k]
+            if l < len(self.W) - 1:
+                x = np.maximum(x, 0)
+        return x, inputs
+
+    def backward(self, inputs: list, dy: np.ndarray, first_only: bool = False) -> tuple:
+        """Backpropagate dL/d(output) = dy. Returns (dL/dtheta as a flat vector, dL/d(input)).
+        For y = x W + b: dL/dW = x^T dy, dL/db = sum over the batch of dy, dL/dx = dy W^T;
+        through relu the gradient passes only where the layer's output was positive."""
+        k = 1 if first_only else None
+        for l in range(len(self.W) - 1, -1, -1):
+            x = inputs[l]
+            self.gW[l][:k] = x.swapaxes(-1, -2) @ dy
+            self.gb[l][:k] = dy.sum(axis=-2, keepdims=True)
+            dx = dy @ self.W[l][:k].swapaxes(-1, -2)
+            if l > 0:
+                dy = dx * (x > 0)                # x is the previous layer's relu output
+        return self.grad, dx
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) on a flat parameter vector, in place:
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,
+        theta <- theta - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
+
+    def __init__(self, theta: np.ndarray, lr: float, b1=0.9, b2=0.999, eps=1e-8):
+        self.theta, self.lr, self.b1, self.b2, self.eps = theta, lr, b1, b2, eps
+        self.m, self.v, self.t = np.zeros_like(theta), np.zeros_like(theta), 0
+
+    def step(self, g: np.ndarray):
+        self.t += 1
+        self.m += (1 - self.b1) * (g - self.m)
+        self.v += (1 - self.b2) * (g * g - self.v)
+        lr = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        self.theta -= lr * self.m / (np.sqrt(self.v) + self.eps)
 
 
 if __name__ == "__main__":
