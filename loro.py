@@ -853,22 +853,20 @@ UNTRIED = ("calibrated", "pessimistic", "keep")
 def untried_values(mode: str, spec: EnvSpec, prior: Dataset,
                    exploration: str = "optimistic") -> np.ndarray | None:
     """Per row of the prior, the value its state's untried actions start at (ingredient 1), for
-    a learner exploring by `exploration` (§4); NaN: no value, the start stays. Never above the
-    learner's own start: the data may make an untried action look worse than it would without
-    data, never better. (Under "undirected" the start is below every return: every mode is
-    "keep". Raised to V_mu, untried actions would outrank the data's own, whose values are still
-    climbing from that start: bench/README.md §5.)"""
-    gamma, start, _ = exploration_settings(spec, exploration)
-    if mode == "keep":
+    a learner exploring by `exploration` (§4); NaN: no value, the start stays. Under "undirected"
+    the learner's own start is below every return, which is already the offline trap's guard:
+    untried actions keep it whatever the mode. Raised to V_mu they would outrank the data's own
+    actions, whose values are still climbing from that start (bench/README.md §5)."""
+    gamma = exploration_settings(spec, exploration)[0]
+    if mode == "keep" or exploration == "undirected":
         return None
     if mode == "calibrated":                     # V_mu, a hair below: ties go to the data's action
         g = prior.returns_to_go(gamma)
         g = g - 1e-6 * (1.0 + np.abs(g))
         g[prior.censored()] = np.nan             # a censored return is no value
-    else:
-        horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
-        g = np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
-    return np.minimum(g, start)
+        return g
+    horizon = spec.max_steps if gamma == 1 else min(spec.max_steps, 1 / (1 - gamma))
+    return np.full(len(prior), min(0.0, float(prior.rewards.min())) * horizon)
 
 
 def warm_start(learner, prior: Dataset, cfg: Config, spec: EnvSpec, rng: np.random.Generator):

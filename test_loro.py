@@ -543,22 +543,13 @@ def test_calibrated_untried_actions_start_at_the_priors_own_return_from_the_stat
     assert np.all(loro.untried_values("pessimistic", spec, prior) == prior.rewards.min() * 200)
 
 
-def test_untried_actions_never_start_above_the_learners_own_start():
-    """CartPole's returns are positive and its Q starts at 0: calibrated starts are capped at 0.
-    Under undirected exploration the start is below every return: every mode is "keep"."""
-    prior = small_dataset("CartPole-v0", episodes=3, noise=1.0)   # episodes that fall: values
-    spec = loro.env_spec("CartPole-v0")
-    assert np.all(prior.returns_to_go(spec.gamma) > 0) and prior.terminated.any()
-    values = loro.untried_values("calibrated", spec, prior)
-    assert np.isfinite(values).any() and np.all(values[np.isfinite(values)] == 0.0)
-    cliff = small_dataset(episodes=3, noise=0.0)
-    cliff_spec = loro.env_spec("CliffWalking-v1")
-    start = loro.exploration_settings(cliff_spec, "undirected")[1]
-    for mode in ("calibrated", "pessimistic"):
-        values = loro.untried_values(mode, cliff_spec, cliff, "undirected")
-        assert np.all(values[np.isfinite(values)] == start)
-
-
+def test_under_undirected_exploration_untried_actions_keep_the_learners_start():
+    """The undirected learner starts below every return: every mode leaves untried actions
+    there, below the data's actions (raised to V_mu they would outrank them)."""
+    cliff, spec = small_dataset(episodes=3, noise=0.0), loro.env_spec("CliffWalking-v1")
+    for mode in loro.UNTRIED:
+        assert loro.untried_values(mode, spec, cliff, "undirected") is None
+    assert loro.untried_values("calibrated", spec, cliff, "optimistic") is not None
 def test_calibrated_untried_actions_leave_out_returns_the_clock_cut_short():
     """A truncated episode's return counts only the rows recorded: censored, not a value.
     State 5 is visited by an episode that ends at the goal (G = -2 from there) and by one the
