@@ -791,7 +791,8 @@ def make_learner(spec: EnvSpec, rng: np.random.Generator, alpha_scale: float = 1
 #     fixed share (0.5 is RLPD's symmetric sampling, Ball et al. 2023; 0 a fresh buffer, WSRL,
 #     Zhou et al. 2024). Fine-tuning starts at once, without waiting for own rows (§6).
 # The actor-critic has no untried actions: instead, while offline, its actor imitates the data
-# (TD3+BC, Fujimoto & Gu 2021), with every start but "keep".
+# (TD3+BC, Fujimoto & Gu 2021), with every start but "keep". What each choice gives up, on which
+# metric, is measured in bench/README.md §5.
 
 
 class ReplayBuffer:
@@ -943,6 +944,13 @@ def episode_scores(dataset: Dataset, spec: EnvSpec) -> tuple:
     ends = dataset.terminated | dataset.truncated           # one row per episode, in order
     cut = dataset.truncated[ends] & (lengths < spec.max_steps)
     return lengths, returns, np.where(cut, returns * spec.max_steps / lengths, returns)
+
+
+def prior_was_scaled(results: dict) -> bool:
+    """Did the points of the prior's phase score cut episodes as full ones (episode_scores)?"""
+    scored = [np.mean(results["methods"][m]["prior_phase"]) for m in ("mix", "loro", "llm")
+              if m in results["methods"]]
+    return bool(scored) and not np.isclose(scored[0], np.mean(results["prior"]["raw_prior_phase"]))
 
 
 def play_prior(cfg: Config, spec: EnvSpec, prior: Dataset, seed: int,
@@ -1347,7 +1355,10 @@ def plot_results(results: dict):
     seeds = len(next(iter(results["methods"].values()))["curves"])
     fig.suptitle(f"{results['env']}, budget {results['budget_steps']:,} steps, {seeds} seeds, "
                  f"{results['config']['exploration']} exploration; prior: "
-                 f"{results['prior']['source']}", fontsize=10)
+                 f"{results['prior']['source']}" + ("\nthe prior's episodes, cut short, are "
+                 "scored as full ones (mean reward per step x the game's cap)"
+                 if prior_was_scaled(results) else ""),
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
 
@@ -2402,9 +2413,7 @@ def results_table(results: dict) -> str:
                     f"{np.mean(r['prior_phase']):12.1f} {np.mean(r['learner_phase']):10.1f} "
                     f"{np.mean(r['earned_cumulative']):10.1f} {np.mean(r['final']):8.2f} "
                     f"{steps:>18s}")
-    scored = [np.mean(results["methods"][m]["prior_phase"]) for m in ("mix", "loro", "llm")
-              if m in results["methods"]]
-    if scored and not np.isclose(scored[0], np.mean(prior["raw_prior_phase"])):
+    if prior_was_scaled(results):
         llm = results["methods"].get("llm")
         rows.append(f"note: the prior's episodes were cut before {spec.max_steps} steps; a "
                     f"point scores each at its mean reward per step x {spec.max_steps}, like a "
